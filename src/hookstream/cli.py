@@ -1,0 +1,148 @@
+"""The `hookstream` command line: one entry point, each verb loaded only when it is used."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from hookstream.logs import configure_logging
+from hookstream.settings import get_settings
+
+# verb → "module:attribute" of a click command. Loaded lazily so `hookstream ingest` never imports
+# the sandbox or SQLAlchemy, and a processor process never imports Starlette.
+COMMANDS: dict[str, str] = {
+    "ingest": "hookstream.ingest.cli:ingest",
+    "kafka": "hookstream.cli:kafka",
+    "topics": "hookstream.cli:topics",
+    "schemas": "hookstream.cli:schemas",
+    "process": "hookstream.processors.cli:process",
+    "dlq": "hookstream.processors.dlq_cli:dlq",
+    "db": "hookstream.ledger.cli:db",
+    "ledger": "hookstream.ledger.cli:ledger",
+    "sandbox": "hookstream.sandbox.cli:sandbox",
+    "dev": "hookstream.dev:dev",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return None  # that part of hookstream is not installed in this build
+            raise
+        return getattr(module, attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hookstream")
+def main() -> None:
+    """hookstream: CryptoMate webhooks made durable in Kafka and processed exactly once in effect.
+
+    Configuration comes from HOOKSTREAM_* environment variables (see the README).
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+# --- kafka ---------------------------------------------------------------------------------------
+@click.group()
+def kafka() -> None:
+    """Run a local Apache Kafka broker (KRaft, single node, loopback)."""
+
+
+@kafka.command("run")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Keep the broker's data here (reused across runs). Default: a temporary directory.")
+@click.option("--port", type=int, default=None, help="PLAINTEXT port on 127.0.0.1. Default: a free port.")
+@click.option("--heap", default="512m", show_default=True, help="JVM maximum heap.")
+def kafka_run(data_dir: Path | None, port: int | None, heap: str) -> None:
+    """Fetch the Kafka jars with mvn (once), format storage, run the broker in the foreground.
+
+    Prints the bootstrap address once the broker answers client calls. Ctrl-C or SIGTERM stops it.
+    """
+    from hookstream.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker(data_dir=data_dir, port=port, heap=heap)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        bootstrap = broker.start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"kafka ready: bootstrap={bootstrap} pid={broker.pid} data_dir={broker.data_dir}", err=False)
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            if broker._proc is None or broker._proc.poll() is not None:
+                raise click.ClickException(f"broker exited; see {broker.log_path}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop() if data_dir else broker.remove()
+        click.echo("kafka stopped")
+
+
+# --- topics --------------------------------------------------------------------------------------
+@click.group()
+def topics() -> None:
+    """Manage hookstream's Kafka topics."""
+
+
+@topics.command("create")
+@click.option("--partitions", type=int, default=None, help="Default: HOOKSTREAM_TOPIC_PARTITIONS (6).")
+@click.option("--replication-factor", type=int, default=None,
+              help="Default: HOOKSTREAM_TOPIC_REPLICATION_FACTOR (1).")
+@click.option("--processor", "processors", multiple=True,
+              help="Also create this processor's dead-letter topic (repeatable).")
+def topics_create(partitions: int | None, replication_factor: int | None, processors: tuple[str, ...]) -> None:
+    """Create every routed topic (plus unrouted, quarantine, dead-letter topics). Idempotent."""
+    from kafka.errors import KafkaError
+
+    from hookstream.kafka import ensure_topics
+    from hookstream.schemas.routing import TOPICS
+
+    names = list(TOPICS) + [f"hookstream.{p}.dlq" for p in processors]
+    try:
+        result = ensure_topics(get_settings(), names, partitions, replication_factor)
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka at {get_settings().kafka_bootstrap}: {exc}") from None
+    for topic, state in sorted(result.items()):
+        click.echo(f"{state:8} {topic}")
+
+
+# --- schemas -------------------------------------------------------------------------------------
+@click.group()
+def schemas() -> None:
+    """The event contracts."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write JSON Schemas of the envelope and every routed event's data into DIRECTORY."""
+    from hookstream.schemas.export import export_schemas
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

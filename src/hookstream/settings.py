@@ -1,0 +1,112 @@
+"""The one settings object: every knob is an environment variable `HOOKSTREAM_*`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration. Field `foo_bar` is read from `HOOKSTREAM_FOO_BAR`."""
+
+    model_config = SettingsConfigDict(env_prefix="HOOKSTREAM_", extra="ignore", frozen=True)
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = Field("", description="Prepended to every topic name (tenancy, test isolation).")
+    topic_partitions: int = Field(6, ge=1, description="Partitions for `hookstream topics create`.")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor for `topics create`.")
+    kafka_client_id: str = Field("hookstream", description="Kafka client.id prefix.")
+
+    # --- Receiver --------------------------------------------------------------------------
+    webhook_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted X-Webhook-Key values, comma separated (two during a rotation).",
+    )
+    request_timestamp_window_s: float = Field(
+        300.0, ge=0, description="Reject X-Request-Timestamp further than this from now; 0 disables."
+    )
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger webhook bodies get 413.")
+    delivery_timeout_s: float = Field(
+        10.0, gt=0, description="How long a webhook waits for the broker's ack before 503."
+    )
+    retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503.")
+    spool_dir: Path = Field(Path("var/spool"), description="Durable spool for never-retried events.")
+    spool_max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="Spool bound, all segments.")
+    spool_after_s: float = Field(
+        2.0, gt=0, description="A 3DS challenge not acked by the broker in this time is spooled."
+    )
+    spool_forward_interval_s: float = Field(1.0, gt=0, description="How often the spool retries Kafka.")
+
+    # --- Authorization (answered by the receiver) -------------------------------------------
+    authorization_budget_ms: int = Field(
+        800, ge=50, le=1150, description="Answer authorizations within this (platform deadline 1,200 ms)."
+    )
+    authorization_fallback_code: str = Field("05", description="response_code over budget or on error.")
+    authorization_policy: str = Field(
+        "hookstream.ingest.authorization:static_policy",
+        description="`module:function` deciding authorization response codes.",
+    )
+    authorization_static_code: str = Field("05", description="Code returned by the static policy.")
+    authorization_mcc_deny: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="MCC codes always declined (ledger policy)."
+    )
+    authorization_country_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Merchant countries allowed; empty allows all (ledger policy)."
+    )
+    authorization_max_amount: Decimal | None = Field(
+        None, description="Per-transaction maximum bill_amount in USD (ledger policy)."
+    )
+
+    # --- Ledger ----------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///var/hookstream.db", description="SQLAlchemy URL: SQLite file or postgresql+psycopg://…"
+    )
+
+    # --- CryptoMate API --------------------------------------------------------------------
+    api_base_url: str = Field("https://api.sandbox.cryptomate.me", description="CryptoMate API base URL.")
+    api_key: SecretStr = Field(SecretStr(""), description="x-api-key for the CryptoMate API.")
+    api_rate_limit_per_s: float = Field(15.0, gt=0, description="Client-side request rate limit.")
+    api_connect_timeout_s: float = Field(3.0, gt=0)
+    api_read_timeout_s: float = Field(10.0, gt=0)
+    api_max_retries: int = Field(4, ge=0, description="Retries for 5xx / connection errors / 429.")
+
+    # --- Processors ------------------------------------------------------------------------
+    retry_initial_s: float = Field(0.5, gt=0, description="First retry delay for transient failures.")
+    retry_max_s: float = Field(30.0, gt=0, description="Retry delay cap.")
+    retry_max_attempts: int = Field(8, ge=1, description="Attempts before a record is dead-lettered.")
+    dlq_max_replays: int = Field(3, ge=1, description="Replays of one record before replay refuses it.")
+    processor_http_port: int = Field(0, ge=0, description="Processor /healthz + /metrics port (0: random).")
+    processor_shutdown_timeout_s: float = Field(20.0, gt=0, description="Drain bound on SIGTERM.")
+    three_ds_ttl_s: float = Field(300.0, gt=0, description="3DS challenges older than this expire.")
+    auto_unblock: bool = Field(False, description="card-status: unblock velocity-blocked cards via the API.")
+
+    # --- Operations ------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("webhook_keys", "authorization_mcc_deny", "authorization_country_allow", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    def topic(self, name: str) -> str:
+        """The physical topic for a logical topic name."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

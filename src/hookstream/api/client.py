@@ -1,0 +1,326 @@
+"""The CryptoMate API client processors call back with: retries, rate limit, idempotency, typed results."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from hookstream import metrics
+from hookstream.api.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    PendingApiError,
+    PermanentApiError,
+    RateLimitedError,
+    TransientApiError,
+    error_from_response,
+    parse_error_body,
+)
+from hookstream.api.models import (
+    Card,
+    CardHoldingBalance,
+    CardVirtualBalances,
+    HoldingWallet,
+    Pending,
+    ThreeDSResponse,
+    TokenBalance,
+    TransferResult,
+    UnblockResult,
+    VirtualWallet,
+)
+from hookstream.api.ratelimit import TokenBucket
+from hookstream.logs import get_logger, register_secrets
+from hookstream.settings import Settings, get_settings
+
+SANDBOX_URL = "https://api.sandbox.cryptomate.me"
+PRODUCTION_URL = "https://api.cryptomate.me"
+
+M = TypeVar("M", bound=BaseModel)
+_balances = TypeAdapter(list[TokenBalance])
+_cards = TypeAdapter(list[Card])
+_wallets = TypeAdapter(list[VirtualWallet])
+
+log = get_logger("hookstream.api")
+
+
+class _Reply:
+    """A successful answer: status and raw body, or the pending marker of a 302 WARNING."""
+
+    __slots__ = ("status", "content", "pending")
+
+    def __init__(self, status: int, content: bytes, pending: Pending | None = None) -> None:
+        self.status, self.content, self.pending = status, content, pending
+
+    def json(self) -> Any:
+        return json.loads(self.content) if self.content.strip() else None
+
+
+class CryptoMateClient:
+    """A synchronous, thread-safe CryptoMate API client; make one per process and share it.
+
+    Every mutating call sends an `Idempotency-Key` (the caller's, or a fresh one), so retrying it after
+    a timeout or a 5xx cannot apply it twice. 429 waits exactly `Retry-After`; 5xx and connection
+    errors back off exponentially up to `backoff_max_s`; at most `max_retries` retries in all.
+    """
+
+    def __init__(
+        self,
+        base_url: str = SANDBOX_URL,
+        api_key: str = "",
+        *,
+        rate_limit_per_s: float = 15.0,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 10.0,
+        max_retries: int = 4,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        backoff_jitter: float = 0.2,
+        max_retry_after_s: float = 60.0,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        register_secrets([api_key])
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.backoff_jitter = backoff_jitter
+        self.max_retry_after_s = max_retry_after_s
+        self._sleep = sleep
+        self._clock = clock
+        self._limiter = TokenBucket(rate_limit_per_s, clock=clock, sleep=sleep)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"x-api-key": api_key, "accept": "application/json"},
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # A 302 from CryptoMate is a JSON "pending" answer, never a redirect (platform §5.6).
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> CryptoMateClient:
+        """The client configured by HOOKSTREAM_API_* settings (overrides win)."""
+        s = settings or get_settings()
+        values: dict[str, Any] = dict(
+            base_url=s.api_base_url,
+            api_key=s.api_key.get_secret_value(),
+            rate_limit_per_s=s.api_rate_limit_per_s,
+            connect_timeout_s=s.api_connect_timeout_s,
+            read_timeout_s=s.api_read_timeout_s,
+            max_retries=s.api_max_retries,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CryptoMateClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- cards -----------------------------------------------------------------------------------
+    def get_card(self, card_id: str) -> Card:
+        """GET /cards/virtual-cards/{cardId} (level 1)."""
+        return Card.model_validate(self._get("/cards/virtual-cards/{cardId}", cardId=card_id))
+
+    def list_cards(self) -> list[Card]:
+        """GET /cards/virtual-cards/list (level 1)."""
+        return _cards.validate_python(self._get("/cards/virtual-cards/list") or [])
+
+    def respond_3ds(self, card_id: str, code: str, approve: bool, *,
+                    idempotency_key: str | None = None) -> ThreeDSResponse:
+        """POST /cards/virtual-cards/{cardId}/3ds-authorization `{code, approve}` (level 2)."""
+        body = self._mutate("POST", "/cards/virtual-cards/{cardId}/3ds-authorization", idempotency_key,
+                            {"code": code, "approve": approve}, cardId=card_id)
+        return ThreeDSResponse.model_validate(body)
+
+    def set_frozen(self, card_id: str, freeze: bool, *, idempotency_key: str | None = None) -> None:
+        """PATCH /cards/virtual-cards/{cardId}/frozen `{freeze}` (level 3); the platform answers empty."""
+        self._mutate("PATCH", "/cards/virtual-cards/{cardId}/frozen", idempotency_key,
+                     {"freeze": freeze}, cardId=card_id)
+
+    def freeze_card(self, card_id: str, *, idempotency_key: str | None = None) -> None:
+        self.set_frozen(card_id, True, idempotency_key=idempotency_key)
+
+    def unfreeze_card(self, card_id: str, *, idempotency_key: str | None = None) -> None:
+        self.set_frozen(card_id, False, idempotency_key=idempotency_key)
+
+    def unblock_card(self, card_id: str, *, idempotency_key: str | None = None) -> UnblockResult:
+        """PATCH /cards/virtual-cards/{cardId}/unblock (level 2); also resets the velocity counter."""
+        body = self._mutate("PATCH", "/cards/virtual-cards/{cardId}/unblock", idempotency_key, None,
+                            cardId=card_id)
+        return UnblockResult.model_validate(body if body is not None else {"blocked": False})
+
+    def override_card_virtual_balance(self, card_id: str, virtual_balance: Decimal | int | str, *,
+                                      idempotency_key: str | None = None) -> Decimal:
+        """PATCH /cards/virtual-cards/{cardId}/virtual-balance (level 2); the new balance (bare number)."""
+        body = self._mutate("PATCH", "/cards/virtual-cards/{cardId}/virtual-balance", idempotency_key,
+                            {"virtual_balance": _number(virtual_balance)}, cardId=card_id)
+        return _decimal(body)
+
+    def get_card_virtual_balances(self, card_id: str) -> CardVirtualBalances:
+        """GET /cards/virtual-cards/{cardId}/virtual-balances (level 1); 400 APP_ERROR if not TOP_UP."""
+        return CardVirtualBalances.model_validate(
+            self._get("/cards/virtual-cards/{cardId}/virtual-balances", cardId=card_id))
+
+    def get_card_holding_balance(self) -> CardHoldingBalance:
+        """GET /cards/holding/balance (level 1): the warranty balance behind card spending."""
+        return CardHoldingBalance.model_validate(self._get("/cards/holding/balance"))
+
+    # --- virtual wallets -------------------------------------------------------------------------
+    def get_virtual_wallet(self, wallet_id: str) -> VirtualWallet:
+        """GET /virtual-wallets/{walletId} (level 1)."""
+        return VirtualWallet.model_validate(self._get("/virtual-wallets/{walletId}", walletId=wallet_id))
+
+    def get_virtual_wallet_balance(self, wallet_id: str) -> list[TokenBalance]:
+        """GET /virtual-wallets/{walletId}/balance (level 1)."""
+        return _balances.validate_python(
+            self._get("/virtual-wallets/{walletId}/balance", walletId=wallet_id) or [])
+
+    def override_virtual_wallet_balance(self, wallet_id: str, virtual_balance: Decimal | int | str, *,
+                                        idempotency_key: str | None = None) -> Decimal:
+        """PATCH /virtual-wallets/{walletId}/virtual-balance (level 2); the new balance."""
+        body = self._mutate("PATCH", "/virtual-wallets/{walletId}/virtual-balance", idempotency_key,
+                            {"virtual_balance": _number(virtual_balance)}, walletId=wallet_id)
+        return _decimal(body)
+
+    def get_holding_wallet(self, blockchain: str) -> HoldingWallet:
+        """GET /virtual-wallets/holding?blockchain= (level 1); 404 when the company has none there."""
+        return HoldingWallet.model_validate(
+            self._get("/virtual-wallets/holding", params={"blockchain": blockchain}))
+
+    def get_holding_balance(self, blockchain: str) -> list[TokenBalance]:
+        """GET /virtual-wallets/holding/balance?blockchain= (level 1)."""
+        return _balances.validate_python(
+            self._get("/virtual-wallets/holding/balance", params={"blockchain": blockchain}) or [])
+
+    def withdraw_virtual_wallet(self, wallet_id: str, to_wallet_address: str, token_address: str,
+                                amount: Decimal | int | str, *,
+                                idempotency_key: str | None = None) -> TransferResult | Pending:
+        """POST /virtual-wallets/{walletId}/withdraw (level 2); Pending on 302 WARNING."""
+        body = {"to_wallet_address": to_wallet_address, "token_address": token_address,
+                "amount": _number(amount)}
+        reply = self._call("POST", "/virtual-wallets/{walletId}/withdraw", idempotency_key, body,
+                           pending_ok=True, path_params={"walletId": wallet_id})
+        return reply.pending or TransferResult.model_validate(reply.json())
+
+    # --- treasury --------------------------------------------------------------------------------
+    def treasury_transfer(self, account_id: str, wallet_id: str, to: str, amount: Decimal | int | str, *,
+                          token_address: str | None = None,
+                          idempotency_key: str | None = None) -> TransferResult | Pending:
+        """POST /mpc/accounts/{accountId}/wallets/{walletId}/transfer (level 2); Pending on 302 WARNING.
+
+        `token_address` None means the chain's native coin.
+        """
+        body: dict[str, Any] = {"to": to, "amount": _number(amount)}
+        if token_address:
+            body["token_address"] = token_address
+        reply = self._call("POST", "/mpc/accounts/{accountId}/wallets/{walletId}/transfer", idempotency_key,
+                           body, pending_ok=True, path_params={"accountId": account_id, "walletId": wallet_id})
+        return reply.pending or TransferResult.model_validate(reply.json())
+
+    def get_treasury_wallet_balance(self, account_id: str, wallet_id: str) -> list[TokenBalance]:
+        """GET /mpc/accounts/{accountId}/wallets/{walletId}/balance (level 1)."""
+        return _balances.validate_python(self._get("/mpc/accounts/{accountId}/wallets/{walletId}/balance",
+                                                   accountId=account_id, walletId=wallet_id) or [])
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def _get(self, template: str, params: dict[str, Any] | None = None, **path_params: str) -> Any:
+        return self._call("GET", template, None, None, params=params, path_params=path_params).json()
+
+    def _mutate(self, method: str, template: str, idempotency_key: str | None, body: Any,
+                **path_params: str) -> Any:
+        return self._call(method, template, idempotency_key, body, path_params=path_params).json()
+
+    def _call(self, method: str, template: str, idempotency_key: str | None, body: Any, *,
+              params: dict[str, Any] | None = None, path_params: dict[str, str] | None = None,
+              pending_ok: bool = False) -> _Reply:
+        """One logical call with its retries. Raises ApiError subclasses; returns the final reply."""
+        path = template.format(**{k: quote(str(v), safe="") for k, v in (path_params or {}).items()})
+        headers: dict[str, str] = {}
+        if method != "GET":
+            # The same key on every retry: a request the platform already applied is not applied again.
+            headers["Idempotency-Key"] = idempotency_key or f"hs-{uuid.uuid4().hex}"
+        content = json.dumps(body).encode() if body is not None else None
+        if content is not None:
+            headers["content-type"] = "application/json"
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(method, path, template, headers, content, params, pending_ok)
+            except (PermanentApiError, PendingApiError):
+                raise  # retrying cannot change a refusal; a pending outcome is not ours to poll here
+            except TransientApiError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                log.warning("api.retry", endpoint=template, status=exc.status, code=exc.code,
+                            attempt=attempt + 1, delay_s=round(delay, 3), error=type(exc).__name__)
+                self._sleep(delay)
+                attempt += 1
+
+    def _retry_delay(self, exc: TransientApiError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up and raise."""
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            # The platform asks for exactly this long; a long penalty is the caller's to schedule.
+            return exc.retry_after if exc.retry_after <= self.max_retry_after_s else None
+        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** attempt))
+        return base * (1 - self.backoff_jitter * random.random())
+
+    def _attempt(self, method: str, path: str, template: str, headers: dict[str, str],
+                 content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:
+        self._limiter.acquire()
+        started = self._clock()
+        try:
+            response = self._http.request(method, path, headers=headers, content=content, params=params)
+        except httpx.TimeoutException as exc:
+            self._observe(template, "timeout", started)
+            raise ApiTimeoutError(f"{type(exc).__name__}", endpoint=template) from None
+        except httpx.TransportError as exc:
+            self._observe(template, "connection_error", started)
+            raise ApiConnectionError(f"{type(exc).__name__}", endpoint=template) from None
+        status = response.status_code
+        self._observe(template, str(status), started)
+        if 200 <= status < 300:
+            return _Reply(status, response.content)
+        if status == 302:
+            code, message, _ = parse_error_body(response.content)
+            if code == "WARNING" and pending_ok:
+                return _Reply(status, response.content, Pending(message=message, endpoint=template))
+        error: ApiError = error_from_response(status, response.content, response.headers, template)
+        raise error
+
+    def _observe(self, template: str, status: str, started: float) -> None:
+        metrics.api_calls.labels(endpoint=template, status=status).inc()
+        metrics.api_call_seconds.labels(endpoint=template).observe(max(0.0, self._clock() - started))
+
+
+def _number(value: Decimal | int | str | float) -> float | int:
+    """Amounts go out as JSON numbers (the API documents decimal numbers)."""
+    dec = Decimal(str(value))
+    return int(dec) if dec == dec.to_integral_value() and "." not in str(value) else float(dec)
+
+
+def _decimal(value: Any) -> Decimal:
+    if value is None:
+        raise PermanentApiError("empty response where a balance was expected")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))

@@ -1,0 +1,54 @@
+"""Versioned schema migrations: an ordered list of steps and the `schema_version` table recording them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, inspect, select, text
+
+from hookstream.ledger import schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=schema.V1_TABLES)
+
+
+# Append only: a released step is never edited, a change is a new step.
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
+]
+LATEST = MIGRATIONS[-1].version
+
+# Serializes concurrent `upgrade` runs on Postgres (e.g. several pods starting at once).
+_PG_LOCK_KEY = 0x686F6F6B  # "hook"
+
+
+def current_version(conn: Connection) -> int:
+    """The applied schema version; 0 for an empty database."""
+    if not inspect(conn).has_table(schema.schema_version.name):
+        return 0
+    return conn.execute(select(func.coalesce(func.max(schema.schema_version.c.version), 0))).scalar_one()
+
+
+def upgrade(conn: Connection) -> list[Migration]:
+    """Apply every pending migration inside the caller's transaction; returns what was applied."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    schema.schema_version.create(conn, checkfirst=True)
+    version = current_version(conn)
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version > version:
+            migration.apply(conn)
+            conn.execute(insert(schema.schema_version).values(
+                version=migration.version, description=migration.description))
+            applied.append(migration)
+    return applied

@@ -1,0 +1,147 @@
+"""The ledger's tables (SQLAlchemy Core metadata); money columns hold integer cents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+POSTING_KINDS = ("credit", "hold", "capture", "release", "refund", "debit")
+HOLD_STATUSES = ("held", "captured", "released")
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; Postgres gets a BIGSERIAL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UtcDateTime(), nullable=False, default=utcnow),
+)
+
+# Running totals live on the account row so a hold is one conditional UPDATE (row-locked on
+# Postgres, serialized by BEGIN IMMEDIATE on SQLite); postings are the audit trail they derive from.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("currency", String(3), nullable=False, default="USD"),
+    Column("balance_cents", BigInteger, nullable=False, default=0),  # credits + refunds - captures - debits
+    Column("held_cents", BigInteger, nullable=False, default=0),  # sum of holds in status 'held'
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+    CheckConstraint("held_cents >= 0", name="held_not_negative"),
+)
+
+card_links = Table(
+    "card_links",
+    metadata,
+    Column("card_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("approval_method", Text, nullable=True),
+    Column("frozen", Boolean, nullable=False, default=False),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+wallet_links = Table(
+    "wallet_links",
+    metadata,
+    Column("wallet_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("card_id", Text, nullable=False),
+    Column("operation_id", Text, nullable=False),  # the card transaction's operation id
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("captured_cents", BigInteger, nullable=True),  # final amount, may differ from the hold
+    Column("status", String(16), nullable=False, default="held"),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+    UniqueConstraint("card_id", "operation_id"),
+    CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+    CheckConstraint(f"status IN {HOLD_STATUSES!r}", name="status_known"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("dedup_key", Text, nullable=False),
+    Column("hold_id", Id, ForeignKey("holds.id"), nullable=True),
+    Column("memo", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    # One posting per (kind, event): a redelivered event cannot post twice.
+    UniqueConstraint("kind", "dedup_key"),
+    CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+    CheckConstraint(f"kind IN {POSTING_KINDS!r}", name="kind_known"),
+    Index(None, "account_id", "id"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("processor", Text, primary_key=True),
+    Column("dedup_key", Text, primary_key=True),
+    Column("topic", Text, nullable=True),
+    Column("partition", Integer, nullable=True),
+    Column("offset", BigInteger, nullable=True),
+    Column("outcome", Text, nullable=True),
+    Column("processed_at", UtcDateTime(), nullable=False, default=utcnow),
+)
+
+# The tables migration 1 creates; later migrations alter explicitly, never via create_all.
+V1_TABLES = [accounts, card_links, wallet_links, holds, postings, inbox]

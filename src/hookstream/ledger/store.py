@@ -1,0 +1,443 @@
+"""The ledger's front door: `Ledger` owns the engine, `UnitOfWork` is one transaction of book-keeping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, literal, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hookstream.ledger import migrations
+from hookstream.ledger.engine import SQLITE_BEGIN, is_sqlite_memory, make_engine
+from hookstream.ledger.errors import (
+    LedgerError,
+    LedgerTransientError,
+    SchemaNotReady,
+    UnknownAccount,
+    is_transient_db_error,
+)
+from hookstream.ledger.models import (
+    Balance,
+    CardState,
+    HoldResult,
+    InboxEntry,
+    Posting,
+    PostingResult,
+    SettlementResult,
+)
+from hookstream.ledger.money import from_cents, to_cents
+from hookstream.ledger.schema import accounts, card_links, holds, inbox, postings, utcnow, wallet_links
+from hookstream.logs import get_logger
+
+log = get_logger("hookstream.ledger")
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Re-raise driver errors as LedgerTransientError (retry) or LedgerError (do not)."""
+    try:
+        yield
+    except LedgerError:
+        raise
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        detail = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+        if is_transient_db_error(exc):
+            raise LedgerTransientError(f"transient database error: {detail}") from exc
+        raise LedgerError(f"database error: {detail}") from exc
+
+
+class Ledger:
+    """The client's books in one database. Thread-safe; open one per process and share it.
+
+    SQLite gets its schema on first use; Postgres needs `upgrade()` (`hookstream db upgrade`) first
+    unless `auto_upgrade=True`.
+    """
+
+    def __init__(self, database_url: str, *, auto_upgrade: bool | None = None,
+                 busy_timeout_ms: int = 10_000, pool_size: int = 5, max_overflow: int = 10,
+                 echo: bool = False) -> None:
+        self.engine = make_engine(database_url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size,
+                                  max_overflow=max_overflow, echo=echo)
+        self.dialect: str = self.engine.dialect.name
+        self._auto_upgrade = (self.dialect == "sqlite") if auto_upgrade is None else auto_upgrade
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        # An in-memory SQLite database is one shared connection: units of work take turns.
+        self._serial = threading.RLock() if is_sqlite_memory(database_url) else None
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # --- schema ------------------------------------------------------------------------------------
+    def upgrade(self) -> list[migrations.Migration]:
+        """Create or migrate the schema; returns the migrations applied (empty when up to date)."""
+        with translate_db_errors(), self.engine.begin() as conn:
+            applied = migrations.upgrade(conn)
+        for migration in applied:
+            log.info("ledger.migrated", version=migration.version, description=migration.description)
+        self._ready = True
+        return applied
+
+    def schema_version(self) -> int:
+        """The applied schema version (0: empty database)."""
+        with translate_db_errors(), self.engine.connect() as conn:
+            return migrations.current_version(conn)
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            if self._auto_upgrade:
+                self.upgrade()
+                return
+            version = self.schema_version()
+            if version < migrations.LATEST:
+                raise SchemaNotReady(
+                    f"ledger schema is at version {version}, this code needs {migrations.LATEST}: "
+                    "run `hookstream db upgrade`")
+            self._ready = True
+
+    # --- transactions ------------------------------------------------------------------------------
+    @contextmanager
+    def unit_of_work(self, *, read_only: bool = False) -> Iterator[UnitOfWork]:
+        """One transaction: commits when the block exits normally, rolls back on any exception.
+
+        Claim the event first (`uow.claim(...)`) and apply its effect in the same block, so the claim
+        and the effect commit or vanish together. Busy/locked/deadlocked/unreachable databases raise
+        LedgerTransientError: retry the whole block.
+        """
+        self._ensure_ready()
+        with self._serial or nullcontext(), translate_db_errors(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(**{SQLITE_BEGIN: "DEFERRED" if read_only else "IMMEDIATE"})
+            with conn.begin():
+                yield UnitOfWork(conn)
+
+
+class UnitOfWork:
+    """Book-keeping operations inside one open transaction. Do not keep it past its `with` block."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.connection = conn
+        self._insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+    def _execute(self, statement: Any) -> Any:
+        return self.connection.execute(statement)
+
+    # --- inbox -------------------------------------------------------------------------------------
+    def claim(self, processor: str, dedup_key: str, topic: str | None = None,
+              partition: int | None = None, offset: int | None = None,
+              outcome: str | None = None) -> bool:
+        """Record that `processor` handles this event; False when it already did (skip the effect).
+
+        On Postgres a concurrent claim of the same key waits for the first transaction and then
+        returns False (or True, if that one rolled back).
+        """
+        statement = self._insert(inbox).values(
+            processor=processor, dedup_key=dedup_key, topic=topic, partition=partition, offset=offset,
+            outcome=outcome,
+        ).on_conflict_do_nothing(index_elements=[inbox.c.processor, inbox.c.dedup_key])
+        return self._execute(statement).rowcount == 1
+
+    def set_outcome(self, processor: str, dedup_key: str, outcome: str) -> bool:
+        """Note what processing a claimed event led to ("ok", "expired", "unmatched", …)."""
+        statement = update(inbox).where(inbox.c.processor == processor,
+                                        inbox.c.dedup_key == dedup_key).values(outcome=outcome)
+        return self._execute(statement).rowcount == 1
+
+    def inbox_entry(self, processor: str, dedup_key: str) -> InboxEntry | None:
+        """The claim for this event, if any."""
+        row = self._execute(select(inbox).where(inbox.c.processor == processor,
+                                                inbox.c.dedup_key == dedup_key)).first()
+        return InboxEntry(**row._mapping) if row else None
+
+    # --- accounts and links ------------------------------------------------------------------------
+    def ensure_account(self, account_id: str, currency: str = "USD") -> bool:
+        """Create the account if it does not exist; True when created."""
+        statement = self._insert(accounts).values(id=account_id, currency=currency) \
+            .on_conflict_do_nothing(index_elements=[accounts.c.id])
+        return self._execute(statement).rowcount == 1
+
+    def account_exists(self, account_id: str) -> bool:
+        return self._execute(select(literal(1)).where(accounts.c.id == account_id)).first() is not None
+
+    def link_card(self, card_id: str, account_id: str, approval_method: str | None = None) -> CardState:
+        """Link (or relink) a card to an account, creating the account if needed.
+
+        A later call without `approval_method` keeps the stored one (the platform never changes it).
+        """
+        self.ensure_account(account_id)
+        statement = self._insert(card_links).values(
+            card_id=card_id, account_id=account_id, approval_method=approval_method)
+        statement = statement.on_conflict_do_update(
+            index_elements=[card_links.c.card_id],
+            set_={
+                "account_id": statement.excluded.account_id,
+                "approval_method": func.coalesce(statement.excluded.approval_method,
+                                                 card_links.c.approval_method),
+                "updated_at": utcnow(),
+            },
+        )
+        self._execute(statement)
+        state = self.card_state(card_id)
+        assert state is not None
+        return state
+
+    def link_wallet(self, wallet_id: str, account_id: str) -> None:
+        """Link (or relink) a deposit wallet to an account, creating the account if needed."""
+        self.ensure_account(account_id)
+        statement = self._insert(wallet_links).values(wallet_id=wallet_id, account_id=account_id)
+        statement = statement.on_conflict_do_update(
+            index_elements=[wallet_links.c.wallet_id], set_={"account_id": statement.excluded.account_id})
+        self._execute(statement)
+
+    def account_for_card(self, card_id: str) -> str | None:
+        return self._execute(select(card_links.c.account_id)
+                             .where(card_links.c.card_id == card_id)).scalar_one_or_none()
+
+    def account_for_wallet(self, wallet_id: str) -> str | None:
+        return self._execute(select(wallet_links.c.account_id)
+                             .where(wallet_links.c.wallet_id == wallet_id)).scalar_one_or_none()
+
+    def cards_for_account(self, account_id: str) -> list[CardState]:
+        """Every card linked to the account (e.g. TOP_UP cards whose virtual balance to refresh)."""
+        rows = self._execute(select(*_CARD_COLUMNS).where(card_links.c.account_id == account_id)
+                             .order_by(card_links.c.card_id))
+        return [CardState(**row._mapping) for row in rows]
+
+    def set_card_state(self, card_id: str, frozen: bool | None = None,
+                       blocked: bool | None = None) -> CardState | None:
+        """Change a linked card's frozen/blocked flags (None leaves a flag as is); None if not linked."""
+        values: dict[str, Any] = {}
+        if frozen is not None:
+            values["frozen"] = frozen
+        if blocked is not None:
+            values["blocked"] = blocked
+        if values:
+            self._execute(update(card_links).where(card_links.c.card_id == card_id).values(**values))
+        return self.card_state(card_id)
+
+    def card_state(self, card_id: str) -> CardState | None:
+        """The card's link and flags, or None when the card is not linked."""
+        row = self._execute(select(*_CARD_COLUMNS).where(card_links.c.card_id == card_id)).first()
+        return CardState(**row._mapping) if row else None
+
+    # --- money -------------------------------------------------------------------------------------
+    def credit(self, account_id: str, amount: Any, dedup_key: str, kind: str = "credit",
+               memo: str | None = None) -> PostingResult:
+        """Add money (a deposit: kind "credit"; a merchant refund: kind "refund"), once per dedup key."""
+        if kind not in ("credit", "refund"):
+            raise ValueError(f"credit kind must be 'credit' or 'refund', not {kind!r}")
+        return self._post_to_balance(account_id, kind, to_cents(amount), dedup_key, memo, sign=1)
+
+    def debit(self, account_id: str, amount: Any, dedup_key: str,
+              memo: str | None = None) -> PostingResult:
+        """Take money out without a hold (withdrawals, unmatched settlements), once per dedup key.
+
+        The balance may go negative: a debit records something that already happened.
+        """
+        return self._post_to_balance(account_id, "debit", to_cents(amount), dedup_key, memo, sign=-1)
+
+    def _post_to_balance(self, account_id: str, kind: str, cents: int, dedup_key: str,
+                         memo: str | None, sign: int) -> PostingResult:
+        # Touch the account row first: it checks existence and, on Postgres, takes the row lock.
+        if not self._move(account_id, balance=sign * cents):
+            raise UnknownAccount(account_id)
+        if not self._post(account_id, kind, cents, dedup_key, memo):
+            self._move(account_id, balance=-sign * cents)  # already posted: undo the move
+            return PostingResult(False, "duplicate", account_id, from_cents(cents))
+        return PostingResult(True, "ok", account_id, from_cents(cents))
+
+    def place_hold(self, account_id: str, card_id: str, operation_id: str, amount: Any,
+                   dedup_key: str, memo: str | None = None) -> HoldResult:
+        """Reserve `amount` for a card authorization if available balance covers it.
+
+        One conditional UPDATE decides (available >= amount) so concurrent holds can never together
+        exceed the available balance. One hold per (card_id, operation_id).
+        """
+        cents = to_cents(amount)
+        existing = self._find_hold(card_id, operation_id, lock=False)
+        if existing is not None:
+            return self._duplicate_hold(existing)
+        available = self._execute(
+            update(accounts)
+            .where(accounts.c.id == account_id,
+                   accounts.c.balance_cents - accounts.c.held_cents >= cents)
+            .values(held_cents=accounts.c.held_cents + cents, updated_at=utcnow())
+            .returning(accounts.c.balance_cents - accounts.c.held_cents)
+        ).scalar_one_or_none()
+        if available is None:
+            row = self._execute(select(accounts.c.balance_cents - accounts.c.held_cents)
+                                .where(accounts.c.id == account_id)).first()
+            if row is None:
+                return HoldResult(False, "unknown_account")
+            return HoldResult(False, "insufficient_funds", account_id=account_id,
+                              available=from_cents(row[0]))
+        hold_id = self._execute(
+            self._insert(holds).values(account_id=account_id, card_id=card_id, operation_id=operation_id,
+                                       amount_cents=cents, status="held")
+            .on_conflict_do_nothing(index_elements=[holds.c.card_id, holds.c.operation_id])
+            .returning(holds.c.id)
+        ).scalar_one_or_none()
+        if hold_id is None:  # a concurrent transaction placed this operation's hold first
+            self._move(account_id, held=-cents)
+            existing = self._find_hold(card_id, operation_id, lock=False)
+            assert existing is not None
+            return self._duplicate_hold(existing)
+        if not self._post(account_id, "hold", cents, dedup_key, memo, hold_id):
+            raise LedgerError(f"dedup key {dedup_key!r} already placed a hold for another operation")
+        return HoldResult(True, "ok", hold_id, account_id, from_cents(available))
+
+    def _duplicate_hold(self, hold: Any) -> HoldResult:
+        available = self._execute(select(accounts.c.balance_cents - accounts.c.held_cents)
+                                  .where(accounts.c.id == hold.account_id)).scalar_one()
+        return HoldResult(True, "duplicate", hold.id, hold.account_id, from_cents(available))
+
+    def capture_hold(self, card_id: str, operation_id: str, final_amount: Any, dedup_key: str,
+                     memo: str | None = None) -> SettlementResult:
+        """Settle a card transaction: the hold leaves `held`, `final_amount` leaves `balance`.
+
+        The final amount may differ from the hold (tips, FX). Without an active hold the capture is
+        still posted, as a debit on the card's account, with reason "unmatched"; a card that is not
+        linked gives "unknown_card" and posts nothing.
+        """
+        cents = to_cents(final_amount)
+        hold = self._find_hold(card_id, operation_id, lock=True)
+        if hold is not None and hold.status == "held":
+            if not self._post(hold.account_id, "capture", cents, dedup_key, memo, hold.id):
+                return self._settled_duplicate(hold, cents)
+            self._execute(update(holds).where(holds.c.id == hold.id)
+                          .values(status="captured", captured_cents=cents))
+            self._move(hold.account_id, balance=-cents, held=-hold.amount_cents)
+            return SettlementResult(True, "captured", hold.account_id, from_cents(cents),
+                                    from_cents(hold.amount_cents), "held")
+        if self._posted(dedup_key, ("capture", "debit")):
+            return self._settled_duplicate(hold, cents)
+        account_id = hold.account_id if hold is not None else self.account_for_card(card_id)
+        if account_id is None:
+            return SettlementResult(False, "unknown_card", amount=from_cents(cents))
+        hold_id = hold.id if hold is not None else None
+        if not self._post(account_id, "debit", cents, dedup_key, memo, hold_id):
+            return self._settled_duplicate(hold, cents)
+        self._move(account_id, balance=-cents)
+        return SettlementResult(True, "unmatched", account_id, from_cents(cents),
+                                from_cents(hold.amount_cents) if hold is not None else None,
+                                hold.status if hold is not None else None)
+
+    def release_hold(self, card_id: str, operation_id: str, dedup_key: str,
+                     memo: str | None = None) -> SettlementResult:
+        """Give a hold's amount back to `available` (decline, reversal, failed clearing). Never raises
+        for an unknown or already settled hold: that is reason "unmatched" and nothing is posted."""
+        hold = self._find_hold(card_id, operation_id, lock=True)
+        if hold is not None and hold.status == "held":
+            if not self._post(hold.account_id, "release", hold.amount_cents, dedup_key, memo, hold.id):
+                return self._settled_duplicate(hold, hold.amount_cents)
+            self._execute(update(holds).where(holds.c.id == hold.id).values(status="released"))
+            self._move(hold.account_id, held=-hold.amount_cents)
+            amount = from_cents(hold.amount_cents)
+            return SettlementResult(True, "released", hold.account_id, amount, amount, "held")
+        if self._posted(dedup_key, ("release",)):
+            return self._settled_duplicate(hold, hold.amount_cents if hold is not None else 0)
+        return SettlementResult(
+            False, "unmatched",
+            hold.account_id if hold is not None else self.account_for_card(card_id),
+            None,
+            from_cents(hold.amount_cents) if hold is not None else None,
+            hold.status if hold is not None else None)
+
+    def _settled_duplicate(self, hold: Any, cents: int) -> SettlementResult:
+        return SettlementResult(
+            False, "duplicate", hold.account_id if hold is not None else None, from_cents(cents),
+            from_cents(hold.amount_cents) if hold is not None else None,
+            hold.status if hold is not None else None)
+
+    def hold_status(self, card_id: str, operation_id: str) -> str | None:
+        """'held', 'captured', 'released', or None when the operation has no hold."""
+        hold = self._find_hold(card_id, operation_id, lock=False)
+        return hold.status if hold is not None else None
+
+    # --- reading -----------------------------------------------------------------------------------
+    def balance(self, account_id: str) -> Balance:
+        """Balance, held and available from the account's running totals."""
+        row = self._execute(select(accounts.c.balance_cents, accounts.c.held_cents)
+                            .where(accounts.c.id == account_id)).first()
+        if row is None:
+            raise UnknownAccount(account_id)
+        return Balance(from_cents(row[0]), from_cents(row[1]), from_cents(row[0] - row[1]))
+
+    def recomputed_balance(self, account_id: str) -> Balance:
+        """Balance recomputed from postings and holds (an audit: must equal `balance`)."""
+        if not self.account_exists(account_id):
+            raise UnknownAccount(account_id)
+        signed = case((postings.c.kind.in_(("credit", "refund")), postings.c.amount_cents),
+                      (postings.c.kind.in_(("capture", "debit")), -postings.c.amount_cents),
+                      else_=0)
+        balance = self._execute(select(func.coalesce(func.sum(signed), 0))
+                                .where(postings.c.account_id == account_id)).scalar_one()
+        held = self._execute(select(func.coalesce(func.sum(holds.c.amount_cents), 0))
+                             .where(holds.c.account_id == account_id, holds.c.status == "held")).scalar_one()
+        return Balance(from_cents(balance), from_cents(held), from_cents(balance - held))
+
+    def statement(self, account_id: str, limit: int | None = None) -> list[Posting]:
+        """The account's postings, oldest first (with `limit`: the most recent `limit` of them)."""
+        if not self.account_exists(account_id):
+            raise UnknownAccount(account_id)
+        query = select(postings).where(postings.c.account_id == account_id)
+        if limit is not None:
+            query = query.order_by(postings.c.id.desc()).limit(limit)
+        rows = sorted(self._execute(query), key=lambda r: r.id)
+        return [Posting(id=r.id, account_id=r.account_id, kind=r.kind, amount=from_cents(r.amount_cents),
+                        dedup_key=r.dedup_key, memo=r.memo, hold_id=r.hold_id, created_at=r.created_at)
+                for r in rows]
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _find_hold(self, card_id: str, operation_id: str, *, lock: bool) -> Any:
+        query = select(holds.c.id, holds.c.account_id, holds.c.amount_cents, holds.c.status) \
+            .where(and_(holds.c.card_id == card_id, holds.c.operation_id == operation_id))
+        if lock:
+            query = query.with_for_update()  # no-op on SQLite, where BEGIN IMMEDIATE already serializes
+        return self._execute(query).first()
+
+    def _post(self, account_id: str, kind: str, cents: int, dedup_key: str, memo: str | None,
+              hold_id: int | None = None) -> bool:
+        """Insert a posting; False when (kind, dedup_key) is already posted."""
+        statement = self._insert(postings).values(
+            account_id=account_id, kind=kind, amount_cents=cents, dedup_key=dedup_key, memo=memo,
+            hold_id=hold_id,
+        ).on_conflict_do_nothing(index_elements=[postings.c.kind, postings.c.dedup_key])
+        return self._execute(statement).rowcount == 1
+
+    def _posted(self, dedup_key: str, kinds: tuple[str, ...]) -> bool:
+        query = select(literal(1)).where(postings.c.dedup_key == dedup_key, postings.c.kind.in_(kinds))
+        return self._execute(query.limit(1)).first() is not None
+
+    def _move(self, account_id: str, *, balance: int = 0, held: int = 0) -> bool:
+        """Atomically adjust the running totals; False when the account does not exist."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if balance:
+            values["balance_cents"] = accounts.c.balance_cents + balance
+        if held:
+            values["held_cents"] = accounts.c.held_cents + held
+        return self._execute(update(accounts).where(accounts.c.id == account_id)
+                             .values(**values)).rowcount == 1
+
+
+_CARD_COLUMNS = (card_links.c.card_id, card_links.c.account_id, card_links.c.approval_method,
+                 card_links.c.frozen, card_links.c.blocked)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 1.2, 2.5, 5, 10, 30)
 AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -29,8 +31,8 @@ request_seconds = Histogram(
 publish_seconds = Histogram(
     "hookstream_publish_seconds", "Time from send to broker ack.", ["topic"], buckets=LATENCY_BUCKETS
 )
-spool_depth = Gauge("hookstream_spool_depth", "Records waiting in the local spool.")
-spool_bytes = Gauge("hookstream_spool_bytes", "Bytes in the local spool.")
+spool_depth = Gauge("hookstream_spool_depth", "Records waiting in the local spool.", multiprocess_mode="livesum")
+spool_bytes = Gauge("hookstream_spool_bytes", "Bytes in the local spool.", multiprocess_mode="livesum")
 spool_written = Counter("hookstream_spool_written_total", "Records written to the spool.")
 spool_forwarded = Counter("hookstream_spool_forwarded_total", "Spooled records forwarded to Kafka.")
 spool_rejected = Counter("hookstream_spool_rejected_total", "Records the full spool could not take.")
@@ -76,5 +78,8 @@ api_call_seconds = Histogram(
 
 
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
-    """The exposition body and its content type."""
+    """The exposition body and its content type (aggregated over workers in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry), CONTENT_TYPE_LATEST

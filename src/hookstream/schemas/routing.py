@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,9 @@ TOPICS: tuple[str, ...] = (
     CARDS_TRANSACTIONS, CARDS_3DS, CARDS_STATUS, DEPOSITS, TREASURY, COMPANY, UNROUTED, QUARANTINE,
 )
 
+# Events whose operation_id is the 3DS code itself (platform reference §4.2): never logged as is.
+SECRET_OPERATION_IDS: frozenset[str] = frozenset({"notification_3ds_authorization"})
+
 # Events the platform never redelivers: when Kafka cannot take them they go to the spool.
 NEVER_RETRIED: frozenset[str] = frozenset({"authorization", "notification_3ds_authorization"})
 
@@ -96,4 +100,12 @@ def dedup_key(envelope: Envelope) -> str:
     if envelope.event_type == "card_blocked_by_velocity":
         card = envelope.data.get("card_id", envelope.operation_id)
         return f"{envelope.product}:card_blocked_by_velocity:{card}:{envelope.data.get('blocked_at', '')}"
-    return f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{envelope.operation_id}"
+    return f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{loggable_operation_id(envelope)}"
+
+
+def loggable_operation_id(envelope: Envelope) -> str:
+    """operation_id safe for logs and keys: for 3DS challenges it equals the secret `data.code`,
+    so a digest stands in for it there."""
+    if envelope.event_type in SECRET_OPERATION_IDS:
+        return "sha256-" + hashlib.sha256(envelope.operation_id.encode()).hexdigest()[:32]
+    return envelope.operation_id

@@ -1,0 +1,1 @@
+"""The HTTP receiver: authenticate, validate, route, publish durably, answer in time."""

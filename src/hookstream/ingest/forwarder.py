@@ -1,0 +1,51 @@
+"""Moves spooled records to Kafka once the broker is back, oldest segment first."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+from hookstream.ingest.publisher import PublishError, Publisher
+from hookstream.ingest.spool import Spool
+from hookstream.logs import get_logger
+
+log = get_logger(__name__)
+
+
+async def forward_once(spool: Spool, publisher: Publisher, io: Executor, timeout: float) -> int:
+    """Forward every sealed segment this process can lock; return the records forwarded."""
+    loop = asyncio.get_running_loop()
+    if spool.depth == 0 or not publisher.connected:
+        return 0
+    await loop.run_in_executor(io, spool.seal)
+    forwarded = 0
+    segments = spool.claim_segments()
+    while True:
+        item = await loop.run_in_executor(io, next, segments, None)
+        if item is None:
+            return forwarded
+        path, records = item
+        try:
+            await asyncio.gather(*(
+                publisher.publish(r.topic, r.value, r.key, r.headers, timeout) for r in records
+            ))
+        except PublishError as exc:
+            log.warning("spool.forward_failed", segment=path.name, error=str(exc))
+            await loop.run_in_executor(io, segments.close)
+            return forwarded
+        await loop.run_in_executor(io, spool.done, path, len(records))
+        forwarded += len(records)
+        log.info("spool.forwarded", segment=path.name, records=len(records), spool_depth=spool.depth)
+
+
+async def run_forwarder(spool: Spool, publisher: Publisher, io: Executor, interval: float,
+                        timeout: float) -> None:
+    """Background task: retry the spool every `interval` seconds until cancelled."""
+    while True:
+        try:
+            await forward_once(spool, publisher, io, timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep forwarding; the spool stays on disk
+            log.error("spool.forwarder_error", error=type(exc).__name__, detail=str(exc))
+        await asyncio.sleep(interval)

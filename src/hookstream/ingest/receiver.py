@@ -1,0 +1,233 @@
+"""The webhook endpoint: one request → authenticated, validated, routed, durable, answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from hookstream import metrics
+from hookstream.ingest.auth import KeyRing, timestamp_fresh
+from hookstream.ingest.authorization import AuthorizationRequest, Decider
+from hookstream.ingest.publisher import Headers, PublishError, Publisher
+from hookstream.ingest.spool import Spool, SpooledRecord, SpoolFull
+from hookstream.logs import get_logger
+from hookstream.schemas import headers as h
+from hookstream.schemas.envelope import Envelope, EnvelopeError, parse_envelope
+from hookstream.schemas.events import Authorization
+from hookstream.schemas.routing import (
+    NEVER_RETRIED, QUARANTINE, UNROUTED, dedup_key, loggable_operation_id, parse_data, partition_key, route_for,
+)
+from hookstream.settings import Settings
+
+log = get_logger(__name__)
+
+JSON = "application/json"
+OK = b'{"response_code":"OK"}'
+UNAUTHORIZED = Response(b"", status_code=401)
+TOO_LARGE = b'{"response_code":"PAYLOAD_TOO_LARGE"}'
+UNAVAILABLE = b'{"response_code":"UNAVAILABLE"}'
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Receiver:
+    """Holds what every request needs, built once per process."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, spool: Spool, decider: Decider,
+                 spool_io: object) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.spool = spool
+        self.decider = decider
+        self.keys = KeyRing(settings.webhook_keys)
+        self._spool_io = spool_io  # single-thread executor: spool writes are ordered and off-loop
+        self._max_body = settings.max_body_bytes
+        self._timeout = settings.delivery_timeout_s
+        self._budget = settings.authorization_budget_ms / 1000
+        self._topic_unrouted = settings.topic(UNROUTED)
+        self._topic_quarantine = settings.topic(QUARANTINE)
+        self._retry_after = {"Retry-After": str(settings.retry_after_s)}
+
+    async def endpoint(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._handle(request, started)
+        metrics.request_seconds.labels("webhook", str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    async def _handle(self, request: Request, started: float) -> Response:
+        hdrs = request.headers
+        if not self.keys.verify(hdrs.get("x-webhook-key")):
+            metrics.webhooks_rejected.labels("unauthorized").inc()
+            return UNAUTHORIZED
+        request_ts = hdrs.get("x-request-timestamp")
+        if not timestamp_fresh(request_ts, self.settings.request_timestamp_window_s):
+            metrics.webhooks_rejected.labels("stale_timestamp").inc()
+            log.warning("webhook.stale_timestamp", request_timestamp=request_ts)
+            return UNAUTHORIZED
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            metrics.webhooks_rejected.labels("too_large").inc()
+            return Response(TOO_LARGE, status_code=413, media_type=JSON)
+        except ClientDisconnect:
+            metrics.webhooks_rejected.labels("disconnected").inc()
+            return Response(b"", status_code=400)
+
+        received_at = str(int(time.time() * 1000)).encode()
+        base: Headers = [(h.RECEIVED_AT, received_at)]
+        if request_ts is not None:
+            base.append((h.REQUEST_TIMESTAMP, request_ts.encode()))
+        trace = hdrs.get("x-trace-id")
+        if trace is not None:
+            base.append((h.TRACE_ID, trace.encode()))
+
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            return await self._quarantine(body, None, exc, base)
+        route = route_for(envelope)
+        if route is None:
+            return await self._unrouted(body, envelope, base)
+        try:
+            data = parse_data(envelope, route)
+        except EnvelopeError as exc:
+            return await self._quarantine(body, envelope, exc, base)
+
+        dedup = dedup_key(envelope)
+        record_headers = _envelope_headers(envelope, dedup) + base
+        key = partition_key(envelope, route)
+        topic = self.settings.topic(route.topic)
+        metrics.webhooks_received.labels(envelope.product, envelope.event_type).inc()
+
+        if envelope.event_type == "authorization":
+            assert isinstance(data, Authorization)
+            return await self._authorization(envelope, data, dedup, topic, key, body, record_headers, started)
+        if envelope.event_type in NEVER_RETRIED:
+            timeout = min(self._timeout, self.settings.spool_after_s)
+            return await self._durable_or_spool(envelope, topic, key, body, record_headers, timeout, OK)
+        return await self._durable(envelope, topic, key, body, record_headers)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise BodyTooLarge()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # --- outcomes ------------------------------------------------------------------------------
+    async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers) -> Response:
+        """Regular events: 200 only once Kafka has the record, else 503 (the platform retries)."""
+        try:
+            published = await self.publisher.publish(topic, body, key, headers, self._timeout)
+        except PublishError as exc:
+            return self._unavailable(env.product, env.event_type, exc)
+        metrics.webhooks_published.labels(env.product, env.event_type).inc()
+        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+                 topic=published.topic, partition=published.partition, offset=published.offset)
+        return Response(OK, media_type=JSON)
+
+    async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
+                                timeout: float, answer: bytes) -> Response:
+        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool."""
+        try:
+            published = await self.publisher.publish(topic, body, key, headers, timeout)
+        except PublishError as exc:
+            record = SpooledRecord(topic, key, body, headers + [(h.SPOOLED, b"1")])
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._spool_io, self.spool.append, record)  # type: ignore[arg-type]
+            except (SpoolFull, OSError) as spool_exc:
+                log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
+                return self._unavailable(env.product, env.event_type, exc)
+            log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
+                        cause=str(exc), spool_depth=self.spool.depth)
+            return Response(answer, media_type=JSON)
+        metrics.webhooks_published.labels(env.product, env.event_type).inc()
+        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+                 topic=published.topic, partition=published.partition, offset=published.offset)
+        return Response(answer, media_type=JSON)
+
+    async def _authorization(self, env: Envelope, data: Authorization, dedup: str, topic: str, key: bytes,
+                             body: bytes, headers: Headers, started: float) -> Response:
+        """Decide within the budget, make the event + decision durable, answer the code."""
+        budget_left = self._budget - (time.perf_counter() - started)
+        # keep ~a quarter of the budget for making the record durable (Kafka ack or spool fsync)
+        decision, elapsed = await self.decider.decide(
+            AuthorizationRequest(env, data, dedup), max(budget_left * 0.75, 0.01)
+        )
+        headers = headers + [
+            (h.RESPONSE_CODE, decision.response_code.encode()),
+            (h.DECISION_REASON, decision.reason.encode()),
+            (h.DECISION_MS, f"{elapsed * 1000:.3f}".encode()),
+        ]
+        if decision.hold_id:
+            headers.append((h.HOLD_ID, decision.hold_id.encode()))
+        answer = json.dumps({"response_code": decision.response_code}, separators=(",", ":")).encode()
+        publish_timeout = max(self._budget - (time.perf_counter() - started) - 0.05, 0.01)
+        log.info("authorization.decided", operation_id=loggable_operation_id(env), dedup_key=dedup,
+                 response_code=decision.response_code, reason=decision.reason,
+                 decision_ms=round(elapsed * 1000, 3))
+        return await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer)
+
+    async def _unrouted(self, body: bytes, env: Envelope, base: Headers) -> Response:
+        """Authentic, but a product/event type this version does not know: kept, answered 200."""
+        headers = _envelope_headers(env, dedup_key(env)) + base
+        metrics.webhooks_received.labels("unrouted", "unrouted").inc()
+        try:
+            await self.publisher.publish(self._topic_unrouted, body, loggable_operation_id(env).encode(), headers,
+                                         self._timeout)
+        except PublishError as exc:
+            return self._unavailable("unrouted", "unrouted", exc)
+        log.warning("webhook.unrouted", product=env.product, event_type=env.event_type,
+                    operation_id=loggable_operation_id(env))
+        metrics.webhooks_published.labels("unrouted", "unrouted").inc()
+        return Response(OK, media_type=JSON)
+
+    async def _quarantine(self, body: bytes, env: Envelope | None, exc: EnvelopeError, base: Headers) -> Response:
+        """Authentic but invalid: the raw body and the error go to quarantine; answered 400."""
+        error = json.dumps({"error": str(exc), "details": exc.errors}, separators=(",", ":"))
+        headers = (_envelope_headers(env, dedup_key(env)) if env is not None else []) + base
+        headers.append((h.ERROR, error[:4096].encode()))
+        metrics.webhooks_received.labels("invalid", "invalid").inc()
+        key = loggable_operation_id(env).encode() if env is not None else None
+        try:
+            await self.publisher.publish(self._topic_quarantine, body, key, headers, self._timeout)
+        except PublishError as pub_exc:
+            return self._unavailable("invalid", "invalid", pub_exc)
+        log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
+        metrics.webhooks_published.labels("invalid", "invalid").inc()
+        payload = json.dumps({"response_code": "INVALID", "error": str(exc),
+                              "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":"))
+        return Response(payload.encode(), status_code=400, media_type=JSON)
+
+    def _unavailable(self, product: str, event_type: str, exc: Exception) -> Response:
+        metrics.webhooks_failed.labels(product, event_type, "broker_unavailable").inc()
+        log.error("webhook.not_durable", product=product, event_type=event_type, error=str(exc))
+        return Response(UNAVAILABLE, status_code=503, media_type=JSON, headers=self._retry_after)
+
+
+def _envelope_headers(env: Envelope, dedup: str) -> Headers:
+    out: Headers = [
+        (h.GENERATION, env.generation.encode()),
+        (h.PRODUCT, env.product.encode()),
+        (h.EVENT_TYPE, env.event_type.encode()),
+        (h.OPERATION_ID, loggable_operation_id(env).encode()),
+        (h.DEDUP_KEY, dedup.encode()),
+    ]
+    if env.status is not None:
+        out.append((h.STATUS, env.status.encode()))
+    return out

@@ -1,0 +1,185 @@
+"""The local durable spool: fsync'd append-only segments for events the platform never retries."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import struct
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookstream import metrics
+from hookstream.logs import get_logger
+
+log = get_logger(__name__)
+
+_FRAME = struct.Struct(">II")  # payload length, crc32(payload)
+_SUFFIX = ".seg"
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    def encode(self) -> bytes:
+        payload = json.dumps(
+            {
+                "t": self.topic,
+                "k": None if self.key is None else base64.b64encode(self.key).decode(),
+                "v": base64.b64encode(self.value).decode(),
+                "h": [[k, base64.b64encode(v).decode()] for k, v in self.headers],
+            },
+            separators=(",", ":"),
+        ).encode()
+        return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+    @classmethod
+    def decode(cls, payload: bytes) -> SpooledRecord:
+        doc = json.loads(payload)
+        return cls(
+            topic=doc["t"],
+            key=None if doc["k"] is None else base64.b64decode(doc["k"]),
+            value=base64.b64decode(doc["v"]),
+            headers=[(k, base64.b64decode(v)) for k, v in doc["h"]],
+        )
+
+
+class SpoolFull(Exception):
+    """The spool reached its size bound."""
+
+
+class Spool:
+    """Segments `<dir>/<writer>-<n>.seg`, each locked (flock) by the process writing or forwarding it.
+
+    Blocking file I/O: call from a worker thread, never from the event loop. A segment whose writer
+    died is unlocked, so any receiver sharing the directory forwards it.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._seq = 0
+        self._active: int | None = None  # fd of the segment being written, flock'ed
+        self._active_path: Path | None = None
+        self._active_records = 0
+        self.depth, self.bytes = self._scan()
+        self._publish_gauges()
+
+    def _scan(self) -> tuple[int, int]:
+        depth = size = 0
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            records = sum(1 for _ in _read_frames(path))
+            depth += records
+            size += path.stat().st_size
+        return depth, size
+
+    def _publish_gauges(self) -> None:
+        metrics.spool_depth.set(self.depth)
+        metrics.spool_bytes.set(self.bytes)
+
+    def append(self, record: SpooledRecord) -> None:
+        """Write and fsync one record; SpoolFull past the bound."""
+        frame = record.encode()
+        if self.bytes + len(frame) > self.max_bytes:
+            metrics.spool_rejected.inc()
+            raise SpoolFull(f"spool holds {self.bytes} of {self.max_bytes} bytes")
+        if self._active is None:
+            self._open_segment()
+        assert self._active is not None
+        os.write(self._active, frame)
+        os.fsync(self._active)
+        self._active_records += 1
+        self.depth += 1
+        self.bytes += len(frame)
+        metrics.spool_written.inc()
+        self._publish_gauges()
+
+    def _open_segment(self) -> None:
+        self._seq += 1
+        path = self.directory / f"{self._writer}-{self._seq:08d}{_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _fsync_dir(self.directory)
+        self._active, self._active_path, self._active_records = fd, path, 0
+
+    def seal(self) -> None:
+        """Close the segment being written, so that it can be forwarded."""
+        if self._active is not None:
+            fcntl.flock(self._active, fcntl.LOCK_UN)
+            os.close(self._active)
+            self._active = self._active_path = None
+
+    def claim_segments(self) -> Iterator[tuple[Path, list[SpooledRecord]]]:
+        """Yield sealed segments (oldest first) locked for this process, with their records.
+
+        The caller forwards the records, then calls `done(path, len(records))` before asking for the
+        next segment; a segment not marked done is unlocked and retried later.
+        """
+        paths = sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: (p.stat().st_mtime, p.name))
+        for path in paths:
+            if path == self._active_path:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # another receiver forwarded it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                if not path.exists():
+                    continue
+                yield path, [SpooledRecord.decode(p) for p in _read_frames(path)]
+            finally:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def done(self, path: Path, records: int) -> None:
+        """A claimed segment's records are all on Kafka: delete it."""
+        size = path.stat().st_size
+        path.unlink()
+        _fsync_dir(self.directory)
+        self.depth = max(0, self.depth - records)
+        self.bytes = max(0, self.bytes - size)
+        metrics.spool_forwarded.inc(records)
+        self._publish_gauges()
+
+    def close(self) -> None:
+        self.seal()
+
+
+def _read_frames(path: Path) -> Iterator[bytes]:
+    data = path.read_bytes()
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        start, end = pos + _FRAME.size, pos + _FRAME.size + length
+        if end > len(data) or zlib.crc32(data[start:end]) != crc:
+            # a torn tail: the process died mid-write, before fsync returned (so never answered)
+            log.warning("spool.torn_frame", segment=path.name, at=pos)
+            return
+        yield data[start:end]
+        pos = end
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

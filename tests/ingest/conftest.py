@@ -1,0 +1,54 @@
+"""A receiver process per test, started as a user would: `hookstream ingest` with HOOKSTREAM_* env."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from fixtures.processes import Proc, Processes
+from hookstream.broker import free_port
+from hookstream.settings import Settings
+
+KEY = "test-webhook-key-0001"
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {
+        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKSTREAM_WEBHOOK_KEYS": ",".join(k.get_secret_value() for k in settings.webhook_keys),
+        "HOOKSTREAM_SPOOL_DIR": str(settings.spool_dir),
+        "HOOKSTREAM_DATABASE_URL": settings.database_url,
+        "HOOKSTREAM_DELIVERY_TIMEOUT_S": str(settings.delivery_timeout_s),
+        "HOOKSTREAM_SPOOL_FORWARD_INTERVAL_S": "0.3",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Receiver:
+    proc: Proc
+    url: str
+    base: str
+
+    def post(self, body: bytes, key: str | None = KEY, **headers: str) -> httpx.Response:
+        hdrs = {"content-type": "application/json", **headers}
+        if key is not None:
+            hdrs["X-Webhook-Key"] = key
+        return httpx.post(self.url, content=body, headers=hdrs, timeout=30)
+
+
+@pytest.fixture
+def start_receiver(processes: Processes) -> Callable[..., Receiver]:
+    def start(settings: Settings, **env: str) -> Receiver:
+        port = free_port()
+        proc = processes.start(["ingest", "--port", str(port)], settings_env(settings, **env), name="ingest",
+                               ready_url=f"http://127.0.0.1:{port}/readyz", timeout=30)
+        base = f"http://127.0.0.1:{port}"
+        return Receiver(proc, f"{base}/webhooks/cryptomate", base)
+
+    return start

@@ -1,0 +1,113 @@
+"""The processor contract: the Processor class a handler subclasses, the Event it gets, its Context."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from hookstream import metrics
+from hookstream.idempotency import idempotency_key
+from hookstream.schemas.envelope import Envelope
+from hookstream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Kafka record, parsed: the normalised envelope, its typed `data`, and where it came from."""
+
+    envelope: Envelope
+    data: BaseModel  # the routed model, e.g. schemas.events.Deposit
+    dedup_key: str
+    topic: str  # physical topic
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes  # the webhook body, byte for byte
+    headers: dict[str, str]
+    received_at: datetime | None  # when the receiver took it (hs-received-at), if known
+
+    @property
+    def product(self) -> str:
+        return self.envelope.product
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.event_type
+
+    @property
+    def status(self) -> str | None:
+        return self.envelope.status
+
+    @property
+    def operation_id(self) -> str:
+        return self.envelope.operation_id
+
+
+class Processor:
+    """Subclass this: set `name`, `topics`, `event_types`; implement `handle`.
+
+    `handle(event, ctx)` runs inside one ledger transaction that has already claimed the event's
+    dedup key; write effects through `ctx.uow`. Return normally for success; raise to fail (the
+    runtime classifies the error: transient → retried later, permanent → dead-lettered). A handler
+    must not catch and hide errors: a swallowed failure is a committed, lost effect.
+    """
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]]  # logical topic names, e.g. schemas.routing.DEPOSITS
+    event_types: ClassVar[frozenset[str] | None] = None  # lower-case event_type; None: all
+    retry_budget_s: ClassVar[float | None] = None  # give up (dead-letter) this long after 1st failure
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def deadline(self, event: Event) -> datetime | None:
+        """When acting on `event` stops making sense (aware datetime); None: never.
+
+        Past it the event is recorded as `expired` instead of handled or retried.
+        """
+        return None
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+class LazyApi:
+    """Builds the CryptoMate API client on first use, once per process."""
+
+    def __init__(self, factory: Callable[[Settings], Any], settings: Settings) -> None:
+        self._factory, self._settings, self._client = factory, settings, None
+
+    def get(self) -> Any:
+        if self._client is None:
+            self._client = self._factory(self._settings)
+        return self._client
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler may use besides the event."""
+
+    processor: str
+    event: Event
+    uow: Any  # hookstream.ledger unit of work: this event's transaction (claim already made)
+    log: Any  # structlog logger bound to the event's identity
+    settings: Settings
+    attempt: int  # 1 on first delivery to this process, +1 per retry
+    metrics: types.ModuleType = metrics
+    _api: LazyApi | None = field(default=None, repr=False)
+
+    @property
+    def api(self) -> Any:
+        """The CryptoMate API client (built on first use)."""
+        if self._api is None:
+            raise RuntimeError("no API client factory configured for this runtime")
+        return self._api.get()
+
+    def idempotency_key(self, purpose: str = "") -> str:
+        """The Idempotency-Key for a mutating API call made for this event."""
+        return idempotency_key(self.processor, self.event.dedup_key, purpose)

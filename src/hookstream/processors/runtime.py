@@ -1,0 +1,353 @@
+"""The consumer runtime: poll → handle in a claimed ledger transaction → retry/dead-letter → commit.
+
+One thread runs the poll loop. Records of one partition are handled in order; a transient failure
+pauses only its partition (seek back, resume when the backoff is due) while others keep flowing.
+An offset is committed only after its record's effect is committed or the record was dead-lettered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from hookstream import metrics
+from hookstream.kafka import make_consumer, make_producer
+from hookstream.logs import get_logger
+from hookstream.processors.base import Context, Event, LazyApi, Processor
+from hookstream.processors.dlq import DeadLetters, ensure_dlq
+from hookstream.processors.errors import Failure, classify_error
+from hookstream.processors.health import Health
+from hookstream.processors.retry import Backoff, RetryState, next_retry
+from hookstream.schemas import headers as h
+from hookstream.schemas.envelope import parse_envelope
+from hookstream.schemas.routing import dedup_key, parse_data, route_for
+from hookstream.settings import Settings
+
+IDLE_POLL_S = 0.5  # longest poll wait: bounds how late SIGTERM and due retries are noticed
+DLQ_FAILED_PAUSE_S = 5.0  # the dead-letter topic refused a record: retry the record this much later
+
+
+def default_api_factory(settings: Settings) -> Any:
+    """The CryptoMate client, imported only when a handler first uses `ctx.api`."""
+    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(settings)
+
+
+def group_id(processor: str) -> str:
+    return f"hookstream.{processor}"
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.runtime._on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.runtime._on_assigned(list(assigned))
+
+
+class Runtime:
+    """Runs one processor until `stop()`; `run()` returns the process exit code."""
+
+    def __init__(
+        self, processor: Processor, settings: Settings, *, ledger: Any = None,
+        api_factory: Callable[[Settings], Any] | None = default_api_factory,
+        health: Health | None = None, clock: Callable[[], float] = time.monotonic,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.name = processor.name
+        self.settings = settings
+        self.ledger = ledger
+        self.health = health or Health()
+        self.clock = clock
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s, settings.retry_max_attempts)
+        self.topics = [settings.topic(t) for t in processor.topics]
+        self.event_types = processor.event_types
+        self.log = get_logger("hookstream.processor", processor=self.name)
+        self._api = LazyApi(api_factory, settings) if api_factory else None
+        self._consumer_overrides = consumer_overrides or {}
+        self._stopping = False
+        self._ready = False
+        self._consumer: KafkaConsumer | None = None
+        self._dead_letters: DeadLetters | None = None
+        self._retry: dict[TopicPartition, RetryState] = {}  # paused partitions, by failing record
+        self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._next: dict[TopicPartition, int] = {}  # next offset to handle (for lag)
+        self._assigned: set[TopicPartition] = set()
+        self._lag_labels: set[TopicPartition] = set()
+        self._outcome = {o: metrics.processed.labels(self.name, o)
+                         for o in ("ok", "duplicate", "expired", "retried", "dead_lettered", "ignored")}
+        self._seconds = metrics.processing_seconds.labels(self.name)
+        self._age = metrics.event_age_seconds.labels(self.name)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish the record in hand, commit, leave the group. Signal-safe."""
+        self._stopping = True
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def run(self) -> int:
+        if self.ledger is None:
+            from hookstream.ledger import Ledger
+
+            self.ledger = Ledger(self.settings.database_url)
+        dlq_topic = ensure_dlq(self.settings, self.name)
+        producer = make_producer(self.settings, role=f"dlq-{self.name}")
+        self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
+        consumer = make_consumer(self.settings, group_id(self.name), role=f"process-{self.name}",
+                                 **self._consumer_overrides)
+        self._consumer = consumer
+        self._await_topics(consumer)
+        consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self.log.info("processor.joining", group=group_id(self.name), topics=self.topics)
+        try:
+            while not self._stopping:
+                self.health.beat()
+                self._resume_due()
+                batch = consumer.poll(timeout_ms=self._poll_timeout_ms())
+                for tp, records in batch.items():
+                    if self._stopping:
+                        break
+                    self._handle_partition(tp, records)
+                self._commit()
+                self._observe_lag()
+        finally:
+            self.health.stopped = True
+            self._shutdown(consumer, producer)
+        return 0
+
+    def _await_topics(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
+        # Joining before the topics' metadata is known yields an empty first assignment and an
+        # immediate second rebalance; wait (bounded) so a process is ready with its partitions.
+        deadline = self.clock() + timeout_s
+        missing = list(self.topics)
+        while missing and not self._stopping and self.clock() < deadline:
+            missing = [t for t in missing if not consumer.partitions_for_topic(t)]
+            if missing:
+                time.sleep(0.2)
+        if missing:
+            self.log.warning("processor.topics_missing", topics=missing)
+
+    def _shutdown(self, consumer: KafkaConsumer, producer: Any) -> None:
+        try:
+            self._commit()
+        finally:
+            # close() leaves the group, so partitions move to the other processes at once.
+            consumer.close(autocommit=False, timeout_ms=5000)
+            producer.close(timeout=5)
+            self.log.info("processor.stopped", committed="all handled")
+
+    def _poll_timeout_ms(self) -> int:
+        wait = IDLE_POLL_S
+        if self._retry:
+            wait = min(wait, max(0.0, min(s.resume_at for s in self._retry.values()) - self.clock()))
+        return int(wait * 1000)
+
+    # --- rebalance ------------------------------------------------------------------------------
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Rebalances run inside poll(), between records: everything handled is in _pending.
+        self._commit()
+        for tp in revoked:
+            self._assigned.discard(tp)
+            self._next.pop(tp, None)
+            if tp in self._lag_labels:
+                self._lag_labels.discard(tp)
+                metrics.consumer_lag.remove(self.name, tp.topic, str(tp.partition))
+        self.log.info("partitions.revoked", partitions=_names(revoked))
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        self._assigned = set(assigned)
+        # A retry in progress on a partition we got back: keep waiting; on one we lost: forget it
+        # (its new owner starts at the committed offset and retries it afresh).
+        for tp in list(self._retry):
+            if tp not in self._assigned:
+                del self._retry[tp]
+        if self._retry:
+            self._consumer.pause(*self._retry)
+        self.log.info("partitions.assigned", partitions=_names(assigned))
+        if not self._ready:
+            self._ready = True
+            self.log.info("processor.ready", group=group_id(self.name), partitions=_names(assigned))
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _resume_due(self) -> None:
+        if not self._retry:
+            return
+        now = self.clock()
+        due = [tp for tp, s in self._retry.items() if s.resume_at <= now]
+        if due:
+            assert self._consumer is not None
+            self._consumer.resume(*due)
+
+    def _handle_partition(self, tp: TopicPartition, records: list[Any]) -> None:
+        for record in records:
+            state = self._retry.get(tp)
+            if state is not None:
+                if state.resume_at > self.clock():
+                    return  # paused: the rest of this fetch is re-read after the backoff
+                if record.offset != state.offset:
+                    del self._retry[tp]  # someone else moved this partition on while we waited
+            if not self._handle_record(tp, record):
+                return
+            if self._stopping:
+                return  # finish the record in hand, not the fetch
+
+    def _handle_record(self, tp: TopicPartition, record: Any) -> bool:
+        """Handle one record; True when it is done (its offset may be committed)."""
+        started = self.clock()
+        state = self._retry.get(tp)
+        attempt = state.attempts + 1 if state is not None else 1
+        headers = h.to_dict(record.headers)
+        log = self.log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
+                            attempt=attempt)
+        event: Event | None = None
+        try:
+            envelope = parse_envelope(record.value)
+            log = log.bind(operation_id=envelope.operation_id, event_type=envelope.event_type)
+            if self.event_types is not None and envelope.event_type not in self.event_types:
+                return self._done(tp, record, "ignored", log, started, headers)
+            route = route_for(envelope)
+            event = Event(
+                envelope=envelope, data=parse_data(envelope, route), dedup_key=dedup_key(envelope),
+                topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+                value=record.value, headers=headers, received_at=_received_at(headers),
+            )
+            log = log.bind(dedup_key=event.dedup_key)
+            if self._past_deadline(event):
+                outcome = self._expire(event)
+            else:
+                outcome = self._apply(event, log, attempt)
+        except Exception as exc:  # noqa: BLE001 — every failure is classified, counted and logged
+            return self._failed(tp, record, classify_error(exc), attempt, state, event, log, started, headers)
+        return self._done(tp, record, outcome, log, started, headers)
+
+    def _apply(self, event: Event, log: Any, attempt: int) -> str:
+        """The claim and the effect in one ledger transaction."""
+        with self.ledger.unit_of_work() as uow:
+            if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
+                             outcome="ok"):
+                return "duplicate"
+            ctx = Context(processor=self.name, event=event, uow=uow, log=log, settings=self.settings,
+                          attempt=attempt, _api=self._api)
+            self.processor.handle(event, ctx)
+        return "ok"
+
+    def _expire(self, event: Event) -> str:
+        """Record a deadline-bound event that came too late: claimed as expired, never handled."""
+        with self.ledger.unit_of_work() as uow:
+            if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
+                             outcome="expired"):
+                return "duplicate"
+        return "expired"
+
+    def _past_deadline(self, event: Event) -> bool:
+        deadline = self.processor.deadline(event)
+        return deadline is not None and datetime.now(UTC) >= deadline
+
+    def _done(self, tp: TopicPartition, record: Any, outcome: str, log: Any, started: float,
+              headers: dict[str, str], **extra: Any) -> bool:
+        self._retry.pop(tp, None)
+        self._pending[tp] = record.offset + 1
+        self._next[tp] = record.offset + 1
+        self._outcome[outcome].inc()
+        seconds = self.clock() - started
+        self._seconds.observe(seconds)
+        received = headers.get(h.RECEIVED_AT)
+        if received is not None and received.isdigit():
+            self._age.observe(max(0.0, time.time() - int(received) / 1000))
+        log.info("event.processed", outcome=outcome, seconds=round(seconds, 6), **extra)
+        return True
+
+    def _failed(self, tp: TopicPartition, record: Any, failure: Failure, attempt: int,
+                state: RetryState | None, event: Event | None, log: Any, started: float,
+                headers: dict[str, str]) -> bool:
+        now = self.clock()
+        first = state.first_failed_at if state is not None else now
+        deadline_in = None
+        if event is not None:
+            deadline = self.processor.deadline(event)
+            if deadline is not None:
+                deadline_in = deadline.timestamp() - datetime.now(UTC).timestamp()
+        verdict, resume_at = next_retry(self.backoff, failure, attempt, first, now,
+                                        budget_s=self.processor.retry_budget_s, deadline_in_s=deadline_in)
+        err = {"error_type": failure.error_type, "error": failure.message, "error_kind": failure.kind}
+        if verdict == "retry":
+            self._pause(tp, RetryState(record.offset, attempt, first, resume_at, failure))
+            self._outcome["retried"].inc()
+            metrics.retries.labels(self.name, failure.error_type).inc()
+            log.warning("event.retry_scheduled", delay_s=round(resume_at - now, 3),
+                        retry_after=failure.retry_after, **err)
+            return False
+        if verdict == "expired" and event is not None:
+            try:
+                outcome = self._expire(event)
+            except Exception as exc:  # noqa: BLE001 — expiry stands even if it cannot be noted
+                log.warning("event.expiry_not_recorded", record_error=repr(exc))
+                outcome = "expired"
+            return self._done(tp, record, outcome, log, started, headers, **err)
+        assert self._dead_letters is not None
+        try:
+            dlq_offset = self._dead_letters.send(record, failure, attempt)
+        except KafkaError as exc:
+            # Not dead-lettered, so not committed: try the record again a little later.
+            log.error("event.dead_letter_failed", dlq_error=repr(exc), **err)
+            self._pause(tp, RetryState(record.offset, attempt - 1, first, now + DLQ_FAILED_PAUSE_S, failure))
+            return False
+        metrics.dead_lettered.labels(self.name, failure.error_type).inc()
+        return self._done(tp, record, "dead_lettered", log, started, headers, dlq_offset=dlq_offset, **err)
+
+    def _pause(self, tp: TopicPartition, state: RetryState) -> None:
+        assert self._consumer is not None
+        self._retry[tp] = state
+        self._next[tp] = state.offset
+        self._consumer.pause(tp)
+        self._consumer.seek(tp, state.offset)
+
+    def _commit(self) -> None:
+        if not self._pending or self._consumer is None:
+            return
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._pending.items()}
+        self._pending = {}
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The group moved on (rebalance): the new owner redelivers from the last commit and the
+            # inbox turns what we already applied into duplicates. Nothing is lost.
+            self.log.warning("offsets.commit_failed", error=repr(exc), partitions=_names(list(offsets)))
+
+    def _observe_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._assigned:
+            position = self._next.get(tp)
+            try:
+                high = self._consumer.highwater(tp)
+            except KafkaError:
+                continue
+            if position is None or high is None:
+                continue
+            metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(max(0, high - position))
+            self._lag_labels.add(tp)
+
+
+def _names(tps: list[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in tps)
+
+
+def _received_at(headers: dict[str, str]) -> datetime | None:
+    value = headers.get(h.RECEIVED_AT)
+    if value is None or not value.isdigit():
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)

@@ -20,14 +20,14 @@ def to_cents(amount: Decimal | str | int) -> int:
     try:
         value = Decimal(amount)
     except InvalidOperation:
-        raise InvalidAmount(f"not a decimal amount: {amount!r}") from None
+        raise InvalidAmount(f"not a decimal amount: '{amount}'") from None
     if not value.is_finite():
-        raise InvalidAmount(f"not a finite amount: {amount!r}")
+        raise InvalidAmount(f"not a finite amount: '{amount}'")
     if value < 0:
-        raise InvalidAmount(f"amount must not be negative: {amount!r}")
+        raise InvalidAmount(f"amount must not be negative: '{amount}'")
     cents = value * 100
     if cents != cents.to_integral_value():
-        raise InvalidAmount(f"amount has more than two decimal places: {amount!r}")
+        raise InvalidAmount(f"amount has more than two decimal places: '{amount}'")
     return int(cents)
 
 

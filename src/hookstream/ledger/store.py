@@ -154,7 +154,7 @@ class UnitOfWork:
             processor=processor, dedup_key=dedup_key, topic=topic, partition=partition, offset=offset,
             outcome=outcome,
         ).on_conflict_do_nothing(index_elements=[inbox.c.processor, inbox.c.dedup_key])
-        return self._execute(statement).rowcount == 1
+        return self._inserted(statement.returning(inbox.c.processor))
 
     def set_outcome(self, processor: str, dedup_key: str, outcome: str) -> bool:
         """Note what processing a claimed event led to ("ok", "expired", "unmatched", …)."""
@@ -173,7 +173,7 @@ class UnitOfWork:
         """Create the account if it does not exist; True when created."""
         statement = self._insert(accounts).values(id=account_id, currency=currency) \
             .on_conflict_do_nothing(index_elements=[accounts.c.id])
-        return self._execute(statement).rowcount == 1
+        return self._inserted(statement.returning(accounts.c.id))
 
     def account_exists(self, account_id: str) -> bool:
         return self._execute(select(literal(1)).where(accounts.c.id == account_id)).first() is not None
@@ -422,7 +422,11 @@ class UnitOfWork:
             account_id=account_id, kind=kind, amount_cents=cents, dedup_key=dedup_key, memo=memo,
             hold_id=hold_id,
         ).on_conflict_do_nothing(index_elements=[postings.c.kind, postings.c.dedup_key])
-        return self._execute(statement).rowcount == 1
+        return self._inserted(statement.returning(postings.c.id))
+
+    def _inserted(self, statement: Any) -> bool:
+        # RETURNING, not rowcount: drivers need not report rowcount for INSERT … ON CONFLICT.
+        return self._execute(statement).first() is not None
 
     def _posted(self, dedup_key: str, kinds: tuple[str, ...]) -> bool:
         query = select(literal(1)).where(postings.c.dedup_key == dedup_key, postings.c.kind.in_(kinds))

@@ -1,0 +1,20 @@
+"""API client fixtures: the client talks to a real sandbox over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.harness import FakeClock, Running, running_sandbox
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Running]:
+    with running_sandbox() as running:
+        yield running

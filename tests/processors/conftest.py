@@ -17,11 +17,12 @@ from kafka import KafkaProducer, TopicPartition
 from sqlalchemy import text
 
 from fixtures.processes import Proc, Processes
-from hookstream.kafka import make_admin, make_producer
+from hookstream.kafka import ensure_topics, make_admin, make_producer
 from hookstream.ledger import Ledger
+from hookstream.ledger.engine import SQLITE_BEGIN, make_engine
 from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import parse_envelope
-from hookstream.schemas.routing import DEPOSITS, dedup_key
+from hookstream.schemas.routing import DEPOSITS, TOPICS, dedup_key
 from hookstream.settings import Settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -66,6 +67,27 @@ class Feed:
 
     def close(self) -> None:
         self.producer.close(timeout=5)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Short retry delays so retry tests take seconds; one replay before the loop guard refuses."""
+    s = make_settings(retry_initial_s=0.3, retry_max_s=5.0, retry_max_attempts=6, dlq_max_replays=1,
+                      processor_shutdown_timeout_s=10.0)
+    ensure_topics(s, list(TOPICS))
+    return s
+
+
+@pytest.fixture
+def ledger_settings(settings: Settings, ledger_url: str) -> Settings:
+    """`settings` on the SQLite and the Postgres ledger, schema upgraded (as `hookstream db upgrade`)."""
+    s = settings.model_copy(update={"database_url": ledger_url})
+    ledger = Ledger(ledger_url)
+    try:
+        ledger.upgrade()
+    finally:
+        ledger.close()
+    return s
 
 
 @pytest.fixture
@@ -129,15 +151,20 @@ def start_sample(processes: Processes, tmp_path: Path) -> Callable[..., Running]
     return start
 
 
+def query(database_url: str, sql: str, **params: Any) -> list[Any]:
+    """Read the ledger the way an auditor would: plain SQL, a read-only (deferred) transaction."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
 def effects(database_url: str) -> Counter[str]:
     """Postings per event (memo = dedup key) in the ledger."""
-    ledger = Ledger(database_url)
-    try:
-        with ledger.unit_of_work(read_only=True) as uow:
-            rows = uow.connection.execute(text("SELECT memo FROM postings")).all()
-        return Counter(r[0] for r in rows)
-    finally:
-        ledger.close()
+    return Counter(r[0] for r in query(database_url, "SELECT memo FROM postings"))
 
 
 def attempts(tmp_path: Path) -> list[tuple[str, int, float, int]]:

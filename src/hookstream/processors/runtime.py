@@ -103,6 +103,9 @@ class Runtime:
             from hookstream.ledger import Ledger
 
             self.ledger = Ledger(self.settings.database_url)
+        # Fail the process now, not every record later, when the schema is missing (SchemaNotReady).
+        with self.ledger.unit_of_work(read_only=True):
+            pass
         dlq_topic = ensure_dlq(self.settings, self.name)
         producer = make_producer(self.settings, role=f"dlq-{self.name}")
         self._dead_letters = DeadLetters(producer, dlq_topic, self.name)

@@ -1,0 +1,117 @@
+"""Real processes on the real broker: crashes, rebalances and shutdowns lose and double nothing."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from hookstream.settings import Settings
+from processors.conftest import GROUP, Feed, Running, committed, deposit, effects, query, sample_key, wait_until
+
+
+def _all_once(database_url: str, ops: list[str]) -> bool:
+    got = effects(database_url)
+    return all(got[sample_key(op)] == 1 for op in ops)
+
+
+def _assert_exactly_once(database_url: str, ops: list[str]) -> None:
+    got = effects(database_url)
+    assert {sample_key(op) for op in ops} == set(got)
+    doubled = {k: n for k, n in got.items() if n != 1}
+    assert not doubled, f"effects applied more than once: {doubled}"
+
+
+def test_sigkill_mid_stream_then_restart_applies_every_effect_exactly_once(
+        ledger_settings: Settings, start_sample, tmp_path: Path) -> None:
+    s = ledger_settings
+    feed = Feed(s)
+    ops = [f"kill-{i}" for i in range(300)]
+    for i, op in enumerate(ops):
+        feed.send(deposit(op, wallet=f"wal_{i % 7}", test="slow:0.005"))
+    feed.close()
+
+    first = start_sample(s, name="first")
+    wait_until(lambda: len(effects(s.database_url)) >= 40, 60, "the first process to be mid-stream")
+    first.proc.kill()  # SIGKILL: no drain, no commit of what is in hand
+    done_before = len(effects(s.database_url))
+    assert done_before < len(ops), "the process finished before it could be killed mid-stream"
+
+    second = start_sample(s, name="second")
+    wait_until(lambda: _all_once(s.database_url, ops), 90, "every event's effect after the restart")
+    wait_until(lambda: sum(committed(s).values()) == len(ops), 30, "offsets of every event committed")
+    _assert_exactly_once(s.database_url, ops)
+    # Anything the killed process applied but had not committed came back and was skipped.
+    assert second.outcome("ok") + second.outcome("duplicate") >= len(ops) - done_before
+
+
+def test_two_processes_split_partitions_and_one_stopping_loses_and_doubles_nothing(
+        settings: Settings, start_sample) -> None:
+    s = settings
+    a = start_sample(s, name="a")
+    b = start_sample(s, name="b")
+
+    def split() -> bool:
+        pa, pb = _assigned(a), _assigned(b)
+        return bool(pa) and bool(pb) and not (pa & pb) and len(pa | pb) == s.topic_partitions
+
+    wait_until(split, 60, "the group to split the partitions between both processes")
+
+    feed = Feed(s)
+    ops = [f"pair-{i}" for i in range(150)]
+    for i, op in enumerate(ops):
+        feed.send(deposit(op, wallet=f"wal_{i % 11}", test="slow:0.01"))
+    feed.close()
+    wait_until(lambda: len(effects(s.database_url)) >= 20, 60, "both processes to be working")
+    assert a.proc.stop(timeout=20) == 0  # SIGTERM while records are in flight
+
+    wait_until(lambda: len(_assigned(b)) == s.topic_partitions, 60, "b to take over every partition")
+    wait_until(lambda: _all_once(s.database_url, ops), 90, "every event's effect")
+    wait_until(lambda: sum(committed(s).values()) == len(ops), 30, "offsets of every event committed")
+    _assert_exactly_once(s.database_url, ops)
+
+
+def test_sigterm_drains_within_the_bound_and_commits_exactly_the_handled_offsets(
+        settings: Settings, start_sample) -> None:
+    s = settings
+    feed = Feed(s)
+    ops = [f"drain-{i}" for i in range(200)]
+    for i, op in enumerate(ops):
+        feed.send(deposit(op, wallet=f"wal_{i % 5}", test="slow:0.05"))
+    feed.close()
+    running = start_sample(s)
+    wait_until(lambda: len(effects(s.database_url)) >= 15, 60, "processing to be under way")
+
+    started = time.monotonic()
+    running.proc.signal(signal.SIGTERM)
+    rc = running.proc.wait(timeout=s.processor_shutdown_timeout_s + 5)
+    took = time.monotonic() - started
+    assert rc == 0, running.proc.output()[-2000:]
+    assert took < s.processor_shutdown_timeout_s
+    assert '"processor.stopped"' in running.proc.output()
+
+    handled = _handled_offsets(s.database_url)
+    assert 0 < sum(len(v) for v in handled.values()) < len(ops), "stopped before or after the stream"
+    offsets = committed(s)
+    for partition, done in handled.items():
+        # Offsets are contiguous from 0: committed == handled means "next = number handled".
+        assert sorted(done) == list(range(len(done)))
+        assert offsets.get(partition, 0) == len(done), (partition, offsets, len(done))
+    assert sum(offsets.values()) == sum(len(v) for v in handled.values())
+
+
+def _assigned(running: Running) -> set[str]:
+    lines = running.log_events("partitions.assigned")
+    return set(lines[-1]["partitions"]) if lines else set()
+
+
+def _handled_offsets(database_url: str) -> dict[int, list[int]]:
+    """Inbox claims of the sample processor, by partition: what was handled and committed to the DB."""
+    rows = query(database_url, 'SELECT "partition", "offset" FROM inbox WHERE processor = :p', p="sample")
+    out: dict[int, list[int]] = {}
+    for partition, offset in rows:
+        out.setdefault(partition, []).append(offset)
+    return out
+
+
+__all__ = ["GROUP"]

@@ -29,18 +29,17 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
 fi
 
 # --- Go tools, pinned: reinstalled only when the binary is missing or another version ------------
-go_tool() {  # go_tool BINARY MODULE PACKAGE VERSION
-  local bin="$1" module="$2" package="$3" version="$4" built
+go_tool() {  # go_tool BINARY MODULE PACKAGE VERSION NAME_GO_GIVES_IT
+  local bin="$1" module="$2" package="$3" version="$4" built="$GOBIN/$5"
   if [ -x "$GOBIN/$bin" ] && go version -m "$GOBIN/$bin" 2>/dev/null | grep -Eq "^\s+mod\s+$module\s+$version(\s|$)"; then
     return
   fi
   echo "deploy-tools: building $bin $version (go install)" >&2
   go install "$package@$version"
-  built="$GOBIN/$(basename "$package")"
   if [ "$built" != "$GOBIN/$bin" ]; then mv -f "$built" "$GOBIN/$bin"; fi
 }
-go_tool kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION"
-go_tool docker-compose "$COMPOSE_MODULE" "$COMPOSE_MODULE/cmd" "$COMPOSE_VERSION"
+go_tool kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION" kustomize
+go_tool docker-compose "$COMPOSE_MODULE" "$COMPOSE_MODULE/cmd" "$COMPOSE_VERSION" cmd
 
 echo "deploy-tools: promtool $(promtool --version 2>&1 | awk 'NR==1{print $3}'), kustomize $KUSTOMIZE_VERSION," \
      "docker-compose $COMPOSE_VERSION in $GOBIN" >&2

@@ -220,7 +220,7 @@ def test_from_settings_uses_the_settings_url_key_and_limits():
     client = CryptoMateClient.from_settings(settings)
     try:
         assert client.base_url == "http://example.test"
-        assert client.max_retries == 2 and client._limiter.rate == 5
+        assert client.max_retries == 2 and client._limiter.rate == pytest.approx(5 / 1.1)
         assert client._http.headers["x-api-key"] == "k" * 12
     finally:
         client.close()

@@ -274,7 +274,7 @@ class CryptoMateClient:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
                     raise
-                log.warning("api.retry", endpoint=template, status=exc.status, code=exc.code,
+                log.warning("api.retry", endpoint=template, status=exc.status, error_code=exc.code,
                             attempt=attempt + 1, delay_s=round(delay, 3), error=type(exc).__name__)
                 self._sleep(delay)
                 attempt += 1

@@ -161,3 +161,21 @@ def test_links_resolve_accounts_and_card_flags_gate_activity(ledger: Ledger) -> 
         assert uow.set_card_state("card-unknown", frozen=True) is None
         assert [c.card_id for c in uow.cards_for_account("acct")] == ["card-1"]
         assert uow.balance("acct") == Balance(D("0.00"), D("0.00"), D("0.00"))
+
+
+def test_redelivered_authorization_is_a_duplicate_even_when_its_own_hold_used_all_funds(
+        funded: Ledger) -> None:
+    with funded.unit_of_work() as uow:
+        first = uow.place_hold("acct", "card-1", "op-1", D("1000.00"), "auth-op-1")
+    with funded.unit_of_work() as uow:
+        again = uow.place_hold("acct", "card-1", "op-1", D("1000.00"), "auth-op-1")
+    assert (first.placed, first.reason) == (True, "ok")
+    assert (again.placed, again.reason, again.hold_id) == (True, "duplicate", first.hold_id)
+    assert balance(funded) == Balance(D("1000.00"), D("1000.00"), D("0.00"))
+
+
+def test_in_memory_sqlite_ledger_works_for_quick_tools() -> None:
+    with Ledger("sqlite://") as books, books.unit_of_work() as uow:
+        uow.link_wallet("wlt-1", "acct")
+        assert uow.credit("acct", D("2.50"), "dep-1").posted
+        assert uow.balance("acct").available == D("2.50")

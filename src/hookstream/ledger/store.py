@@ -5,12 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, case, func, literal, select, update
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hookstream.ledger import migrations
 from hookstream.ledger.engine import SQLITE_BEGIN, is_sqlite_memory, make_engine
@@ -31,10 +29,18 @@ from hookstream.ledger.models import (
     SettlementResult,
 )
 from hookstream.ledger.money import from_cents, to_cents
-from hookstream.ledger.schema import accounts, card_links, holds, inbox, postings, utcnow, wallet_links
+from hookstream.ledger.schema import UtcDateTime, card_links, holds, inbox, postings, utcnow
+from hookstream.ledger.statements import CARD_COLUMNS, Prepared, statements_for
 from hookstream.logs import get_logger
 
 log = get_logger("hookstream.ledger")
+
+
+class HoldRow(NamedTuple):
+    id: int
+    account_id: str
+    amount_cents: int
+    status: str
 
 
 @contextmanager
@@ -128,7 +134,11 @@ class Ledger:
             if self.dialect == "sqlite":
                 conn.execution_options(**{SQLITE_BEGIN: "DEFERRED" if read_only else "IMMEDIATE"})
             with conn.begin():
-                yield UnitOfWork(conn)
+                uow = UnitOfWork(conn)
+                try:
+                    yield uow
+                finally:
+                    uow.close()
 
 
 class UnitOfWork:
@@ -136,10 +146,40 @@ class UnitOfWork:
 
     def __init__(self, conn: Connection) -> None:
         self.connection = conn
-        self._insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        dialect = conn.dialect
+        self._sql = statements_for(dialect)
+        self._dialect = dialect
+        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+        self._cursor: Any = None
+        self._timestamp = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
 
-    def _execute(self, statement: Any) -> Any:
-        return self.connection.execute(statement)
+    def close(self) -> None:
+        """Release the DB-API cursor (the transaction itself ends with the `with` block)."""
+        if self._cursor is not None:
+            cursor, self._cursor = self._cursor, None
+            cursor.close()
+
+    def _now(self) -> Any:
+        return self._timestamp(utcnow())
+
+    def _run(self, sql: Prepared, params: dict[str, Any]) -> Any:
+        """Execute a prepared statement on this transaction's DB-API cursor."""
+        if self._cursor is None:
+            self._cursor = self.connection.connection.cursor()
+        try:
+            self._cursor.execute(sql.text, sql.params(params))
+        except self._dbapi_error as exc:
+            disconnected = self._dialect.is_disconnect(exc, self.connection.connection, self._cursor)
+            if disconnected:
+                self.connection.invalidate(exc)
+            raise sa_exc.DBAPIError.instance(  # the same wrapper SQLAlchemy raises, for classification
+                sql.text, params, exc, self._dbapi_error, connection_invalidated=disconnected,
+                dialect=self._dialect) from exc
+        return self._cursor
+
+    def _one(self, sql: Prepared, params: dict[str, Any]) -> Any:
+        """The first row, or None."""
+        return self._run(sql, params).fetchone()
 
     # --- inbox -------------------------------------------------------------------------------------
     def claim(self, processor: str, dedup_key: str, topic: str | None = None,
@@ -150,33 +190,33 @@ class UnitOfWork:
         On Postgres a concurrent claim of the same key waits for the first transaction and then
         returns False (or True, if that one rolled back).
         """
-        statement = self._insert(inbox).values(
-            processor=processor, dedup_key=dedup_key, topic=topic, partition=partition, offset=offset,
-            outcome=outcome,
-        ).on_conflict_do_nothing(index_elements=[inbox.c.processor, inbox.c.dedup_key])
-        return self._inserted(statement.returning(inbox.c.processor))
+        return self._one(self._sql.claim, {
+            "processor": processor, "dedup_key": dedup_key, "topic": topic, "partition": partition,
+            "offset": offset, "outcome": outcome, "processed_at": self._now(),
+        }) is not None
 
     def set_outcome(self, processor: str, dedup_key: str, outcome: str) -> bool:
         """Note what processing a claimed event led to ("ok", "expired", "unmatched", …)."""
-        statement = update(inbox).where(inbox.c.processor == processor,
-                                        inbox.c.dedup_key == dedup_key).values(outcome=outcome)
-        return self._execute(statement).rowcount == 1
+        return self._run(self._sql.set_outcome, {
+            "p_processor": processor, "p_dedup_key": dedup_key, "p_outcome": outcome}).rowcount == 1
 
     def inbox_entry(self, processor: str, dedup_key: str) -> InboxEntry | None:
         """The claim for this event, if any."""
-        row = self._execute(select(inbox).where(inbox.c.processor == processor,
-                                                inbox.c.dedup_key == dedup_key)).first()
+        row = self.connection.execute(select(inbox).where(inbox.c.processor == processor,
+                                                          inbox.c.dedup_key == dedup_key)).first()
         return InboxEntry(**row._mapping) if row else None
 
     # --- accounts and links ------------------------------------------------------------------------
     def ensure_account(self, account_id: str, currency: str = "USD") -> bool:
         """Create the account if it does not exist; True when created."""
-        statement = self._insert(accounts).values(id=account_id, currency=currency) \
-            .on_conflict_do_nothing(index_elements=[accounts.c.id])
-        return self._inserted(statement.returning(accounts.c.id))
+        now = self._now()
+        return self._one(self._sql.ensure_account, {
+            "id": account_id, "currency": currency, "balance_cents": 0, "held_cents": 0,
+            "created_at": now, "updated_at": now,
+        }) is not None
 
     def account_exists(self, account_id: str) -> bool:
-        return self._execute(select(literal(1)).where(accounts.c.id == account_id)).first() is not None
+        return self._one(self._sql.account_exists, {"p_account_id": account_id}) is not None
 
     def link_card(self, card_id: str, account_id: str, approval_method: str | None = None) -> CardState:
         """Link (or relink) a card to an account, creating the account if needed.
@@ -184,18 +224,11 @@ class UnitOfWork:
         A later call without `approval_method` keeps the stored one (the platform never changes it).
         """
         self.ensure_account(account_id)
-        statement = self._insert(card_links).values(
-            card_id=card_id, account_id=account_id, approval_method=approval_method)
-        statement = statement.on_conflict_do_update(
-            index_elements=[card_links.c.card_id],
-            set_={
-                "account_id": statement.excluded.account_id,
-                "approval_method": func.coalesce(statement.excluded.approval_method,
-                                                 card_links.c.approval_method),
-                "updated_at": utcnow(),
-            },
-        )
-        self._execute(statement)
+        now = utcnow()
+        self.connection.execute(self._sql.link_card, {
+            "card_id": card_id, "account_id": account_id, "approval_method": approval_method,
+            "frozen": False, "blocked": False, "created_at": now, "updated_at": now,
+        })
         state = self.card_state(card_id)
         assert state is not None
         return state
@@ -203,41 +236,39 @@ class UnitOfWork:
     def link_wallet(self, wallet_id: str, account_id: str) -> None:
         """Link (or relink) a deposit wallet to an account, creating the account if needed."""
         self.ensure_account(account_id)
-        statement = self._insert(wallet_links).values(wallet_id=wallet_id, account_id=account_id)
-        statement = statement.on_conflict_do_update(
-            index_elements=[wallet_links.c.wallet_id], set_={"account_id": statement.excluded.account_id})
-        self._execute(statement)
+        self.connection.execute(self._sql.link_wallet, {"wallet_id": wallet_id, "account_id": account_id,
+                                                        "created_at": utcnow()})
 
     def account_for_card(self, card_id: str) -> str | None:
-        return self._execute(select(card_links.c.account_id)
-                             .where(card_links.c.card_id == card_id)).scalar_one_or_none()
+        row = self._one(self._sql.account_for_card, {"p_card_id": card_id})
+        return row[0] if row else None
 
     def account_for_wallet(self, wallet_id: str) -> str | None:
-        return self._execute(select(wallet_links.c.account_id)
-                             .where(wallet_links.c.wallet_id == wallet_id)).scalar_one_or_none()
+        row = self._one(self._sql.account_for_wallet, {"p_wallet_id": wallet_id})
+        return row[0] if row else None
 
     def cards_for_account(self, account_id: str) -> list[CardState]:
         """Every card linked to the account (e.g. TOP_UP cards whose virtual balance to refresh)."""
-        rows = self._execute(select(*_CARD_COLUMNS).where(card_links.c.account_id == account_id)
-                             .order_by(card_links.c.card_id))
+        rows = self.connection.execute(select(*CARD_COLUMNS).where(card_links.c.account_id == account_id)
+                                       .order_by(card_links.c.card_id))
         return [CardState(**row._mapping) for row in rows]
 
     def set_card_state(self, card_id: str, frozen: bool | None = None,
                        blocked: bool | None = None) -> CardState | None:
         """Change a linked card's frozen/blocked flags (None leaves a flag as is); None if not linked."""
-        values: dict[str, Any] = {}
         if frozen is not None:
-            values["frozen"] = frozen
+            self._run(self._sql.set_frozen, {"p_card_id": card_id, "p_flag": frozen, "p_now": self._now()})
         if blocked is not None:
-            values["blocked"] = blocked
-        if values:
-            self._execute(update(card_links).where(card_links.c.card_id == card_id).values(**values))
+            self._run(self._sql.set_blocked, {"p_card_id": card_id, "p_flag": blocked, "p_now": self._now()})
         return self.card_state(card_id)
 
     def card_state(self, card_id: str) -> CardState | None:
         """The card's link and flags, or None when the card is not linked."""
-        row = self._execute(select(*_CARD_COLUMNS).where(card_links.c.card_id == card_id)).first()
-        return CardState(**row._mapping) if row else None
+        row = self._one(self._sql.card_state, {"p_card_id": card_id})
+        if row is None:
+            return None
+        card, account, method, frozen, blocked = row
+        return CardState(card, account, method, bool(frozen), bool(blocked))
 
     # --- money -------------------------------------------------------------------------------------
     def credit(self, account_id: str, amount: Any, dedup_key: str, kind: str = "credit",
@@ -273,30 +304,26 @@ class UnitOfWork:
         exceed the available balance. One hold per (card_id, operation_id).
         """
         cents = to_cents(amount)
-        existing = self._find_hold(card_id, operation_id, lock=False)
-        if existing is not None:
-            return self._duplicate_hold(existing)
-        available = self._execute(
-            update(accounts)
-            .where(accounts.c.id == account_id,
-                   accounts.c.balance_cents - accounts.c.held_cents >= cents)
-            .values(held_cents=accounts.c.held_cents + cents, updated_at=utcnow())
-            .returning(accounts.c.balance_cents - accounts.c.held_cents)
-        ).scalar_one_or_none()
-        if available is None:
-            row = self._execute(select(accounts.c.balance_cents - accounts.c.held_cents)
-                                .where(accounts.c.id == account_id)).first()
-            if row is None:
+        now = self._now()
+        # Reserve first (the common, non-duplicate case costs three statements); a duplicate is
+        # found by the hold's unique (card_id, operation_id) and its reservation undone.
+        reserved = self._one(self._sql.reserve, {"p_account_id": account_id, "p_cents": cents, "p_now": now})
+        if reserved is None:
+            existing = self._find_hold(card_id, operation_id, lock=False)
+            if existing is not None:  # a redelivery may no longer fit: its own hold uses the funds
+                return self._duplicate_hold(existing)
+            left = self._one(self._sql.available, {"p_account_id": account_id})
+            if left is None:
                 return HoldResult(False, "unknown_account")
-            return HoldResult(False, "insufficient_funds", account_id=account_id,
-                              available=from_cents(row[0]))
-        hold_id = self._execute(
-            self._insert(holds).values(account_id=account_id, card_id=card_id, operation_id=operation_id,
-                                       amount_cents=cents, status="held")
-            .on_conflict_do_nothing(index_elements=[holds.c.card_id, holds.c.operation_id])
-            .returning(holds.c.id)
-        ).scalar_one_or_none()
-        if hold_id is None:  # a concurrent transaction placed this operation's hold first
+            return HoldResult(False, "insufficient_funds", account_id=account_id, available=from_cents(left[0]))
+        available = reserved[0]
+        inserted = self._one(self._sql.insert_hold, {
+            "account_id": account_id, "card_id": card_id, "operation_id": operation_id,
+            "amount_cents": cents, "captured_cents": None, "status": "held", "created_at": now,
+            "updated_at": now,
+        })
+        hold_id = inserted[0] if inserted else None
+        if hold_id is None:  # this operation already has a hold (redelivery or concurrent twin)
             self._move(account_id, held=-cents)
             existing = self._find_hold(card_id, operation_id, lock=False)
             assert existing is not None
@@ -306,9 +333,8 @@ class UnitOfWork:
         return HoldResult(True, "ok", hold_id, account_id, from_cents(available))
 
     def _duplicate_hold(self, hold: Any) -> HoldResult:
-        available = self._execute(select(accounts.c.balance_cents - accounts.c.held_cents)
-                                  .where(accounts.c.id == hold.account_id)).scalar_one()
-        return HoldResult(True, "duplicate", hold.id, hold.account_id, from_cents(available))
+        left = self._one(self._sql.available, {"p_account_id": hold.account_id})
+        return HoldResult(True, "duplicate", hold.id, hold.account_id, from_cents(left[0]))
 
     def capture_hold(self, card_id: str, operation_id: str, final_amount: Any, dedup_key: str,
                      memo: str | None = None) -> SettlementResult:
@@ -323,8 +349,7 @@ class UnitOfWork:
         if hold is not None and hold.status == "held":
             if not self._post(hold.account_id, "capture", cents, dedup_key, memo, hold.id):
                 return self._settled_duplicate(hold, cents)
-            self._execute(update(holds).where(holds.c.id == hold.id)
-                          .values(status="captured", captured_cents=cents))
+            self._settle(hold.id, "captured", cents)
             self._move(hold.account_id, balance=-cents, held=-hold.amount_cents)
             return SettlementResult(True, "captured", hold.account_id, from_cents(cents),
                                     from_cents(hold.amount_cents), "held")
@@ -349,7 +374,7 @@ class UnitOfWork:
         if hold is not None and hold.status == "held":
             if not self._post(hold.account_id, "release", hold.amount_cents, dedup_key, memo, hold.id):
                 return self._settled_duplicate(hold, hold.amount_cents)
-            self._execute(update(holds).where(holds.c.id == hold.id).values(status="released"))
+            self._settle(hold.id, "released", None)
             self._move(hold.account_id, held=-hold.amount_cents)
             amount = from_cents(hold.amount_cents)
             return SettlementResult(True, "released", hold.account_id, amount, amount, "held")
@@ -376,8 +401,7 @@ class UnitOfWork:
     # --- reading -----------------------------------------------------------------------------------
     def balance(self, account_id: str) -> Balance:
         """Balance, held and available from the account's running totals."""
-        row = self._execute(select(accounts.c.balance_cents, accounts.c.held_cents)
-                            .where(accounts.c.id == account_id)).first()
+        row = self._one(self._sql.balance, {"p_account_id": account_id})
         if row is None:
             raise UnknownAccount(account_id)
         return Balance(from_cents(row[0]), from_cents(row[1]), from_cents(row[0] - row[1]))
@@ -389,10 +413,11 @@ class UnitOfWork:
         signed = case((postings.c.kind.in_(("credit", "refund")), postings.c.amount_cents),
                       (postings.c.kind.in_(("capture", "debit")), -postings.c.amount_cents),
                       else_=0)
-        balance = self._execute(select(func.coalesce(func.sum(signed), 0))
-                                .where(postings.c.account_id == account_id)).scalar_one()
-        held = self._execute(select(func.coalesce(func.sum(holds.c.amount_cents), 0))
-                             .where(holds.c.account_id == account_id, holds.c.status == "held")).scalar_one()
+        execute = self.connection.execute
+        balance = execute(select(func.coalesce(func.sum(signed), 0))
+                          .where(postings.c.account_id == account_id)).scalar_one()
+        held = execute(select(func.coalesce(func.sum(holds.c.amount_cents), 0))
+                       .where(holds.c.account_id == account_id, holds.c.status == "held")).scalar_one()
         return Balance(from_cents(balance), from_cents(held), from_cents(balance - held))
 
     def statement(self, account_id: str, limit: int | None = None) -> list[Posting]:
@@ -402,46 +427,35 @@ class UnitOfWork:
         query = select(postings).where(postings.c.account_id == account_id)
         if limit is not None:
             query = query.order_by(postings.c.id.desc()).limit(limit)
-        rows = sorted(self._execute(query), key=lambda r: r.id)
+        rows = sorted(self.connection.execute(query), key=lambda r: r.id)
         return [Posting(id=r.id, account_id=r.account_id, kind=r.kind, amount=from_cents(r.amount_cents),
                         dedup_key=r.dedup_key, memo=r.memo, hold_id=r.hold_id, created_at=r.created_at)
                 for r in rows]
 
     # --- internals ---------------------------------------------------------------------------------
     def _find_hold(self, card_id: str, operation_id: str, *, lock: bool) -> Any:
-        query = select(holds.c.id, holds.c.account_id, holds.c.amount_cents, holds.c.status) \
-            .where(and_(holds.c.card_id == card_id, holds.c.operation_id == operation_id))
-        if lock:
-            query = query.with_for_update()  # no-op on SQLite, where BEGIN IMMEDIATE already serializes
-        return self._execute(query).first()
+        statement = self._sql.find_hold_for_update if lock else self._sql.find_hold
+        row = self._one(statement, {"p_card_id": card_id, "p_operation_id": operation_id})
+        return HoldRow(*row) if row else None
+
+    def _settle(self, hold_id: int, status: str, captured_cents: int | None) -> None:
+        self._run(self._sql.settle_hold, {"p_hold_id": hold_id, "p_status": status,
+                                          "p_captured": captured_cents, "p_now": self._now()})
 
     def _post(self, account_id: str, kind: str, cents: int, dedup_key: str, memo: str | None,
               hold_id: int | None = None) -> bool:
         """Insert a posting; False when (kind, dedup_key) is already posted."""
-        statement = self._insert(postings).values(
-            account_id=account_id, kind=kind, amount_cents=cents, dedup_key=dedup_key, memo=memo,
-            hold_id=hold_id,
-        ).on_conflict_do_nothing(index_elements=[postings.c.kind, postings.c.dedup_key])
-        return self._inserted(statement.returning(postings.c.id))
-
-    def _inserted(self, statement: Any) -> bool:
-        # RETURNING, not rowcount: drivers need not report rowcount for INSERT … ON CONFLICT.
-        return self._execute(statement).first() is not None
+        return self._one(self._sql.post, {
+            "account_id": account_id, "kind": kind, "amount_cents": cents, "dedup_key": dedup_key,
+            "memo": memo, "hold_id": hold_id, "created_at": self._now(),
+        }) is not None
 
     def _posted(self, dedup_key: str, kinds: tuple[str, ...]) -> bool:
-        query = select(literal(1)).where(postings.c.dedup_key == dedup_key, postings.c.kind.in_(kinds))
-        return self._execute(query.limit(1)).first() is not None
+        first, second = (kinds * 2)[:2]
+        return self._one(self._sql.posted, {"p_dedup_key": dedup_key, "p_kind1": first,
+                                            "p_kind2": second}) is not None
 
     def _move(self, account_id: str, *, balance: int = 0, held: int = 0) -> bool:
         """Atomically adjust the running totals; False when the account does not exist."""
-        values: dict[str, Any] = {"updated_at": utcnow()}
-        if balance:
-            values["balance_cents"] = accounts.c.balance_cents + balance
-        if held:
-            values["held_cents"] = accounts.c.held_cents + held
-        return self._execute(update(accounts).where(accounts.c.id == account_id)
-                             .values(**values)).rowcount == 1
-
-
-_CARD_COLUMNS = (card_links.c.card_id, card_links.c.account_id, card_links.c.approval_method,
-                 card_links.c.frozen, card_links.c.blocked)
+        return self._run(self._sql.move, {"p_account_id": account_id, "p_balance": balance,
+                                          "p_held": held, "p_now": self._now()}).rowcount == 1

@@ -84,3 +84,23 @@ def test_busy_locked_deadlocked_and_disconnected_are_transient(error: BaseExcept
 ])
 def test_constraint_and_programming_errors_are_not_transient(error: BaseException) -> None:
     assert not is_transient_db_error(error)
+
+
+@pytest.mark.postgres
+def test_connection_lost_mid_transaction_is_transient_and_the_ledger_recovers(
+        postgres_database_url: str) -> None:
+    books = Ledger(postgres_database_url, auto_upgrade=True)
+    admin = Ledger(postgres_database_url)
+    try:
+        with pytest.raises(LedgerTransientError), books.unit_of_work() as uow:
+            assert uow.claim("cards", "k1")
+            pid = uow.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with admin.unit_of_work() as other:
+                other.connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            uow.claim("cards", "k2")
+        with books.unit_of_work() as uow:  # a fresh connection; the lost transaction left nothing
+            assert uow.inbox_entry("cards", "k1") is None
+            assert uow.claim("cards", "k1")
+    finally:
+        books.close()
+        admin.close()

@@ -1,0 +1,196 @@
+"""Processor throughput and memory: one `hookstream process` process draining a pre-loaded topic.
+
+Each event is claimed in the inbox and credited in the ledger (one ledger transaction per event,
+offsets committed per fetched batch), exactly as a production processor does. Reports events/s from
+the first to the last processed event (read from the process's own /metrics) and its peak RSS.
+
+    HOOKSTREAM_KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python benchmarks/processor.py \
+        --events 20000 --backend sqlite --backend postgres
+
+Postgres: `--postgres-url` (a database it may create tables in), else a throwaway local cluster is
+started with initdb/pg_ctl with durable defaults (fsync on, synchronous_commit on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the Postgres locator of the test fixtures
+
+from hookstream.kafka import ensure_topics, make_producer  # noqa: E402
+from hookstream.ledger import Ledger  # noqa: E402
+from hookstream.processors import Context, Event, Processor  # noqa: E402
+from hookstream.schemas import headers as h  # noqa: E402
+from hookstream.schemas.routing import DEPOSITS  # noqa: E402
+from hookstream.settings import Settings  # noqa: E402
+
+
+class BenchProcessor(Processor):
+    """Credits each deposit to its wallet's account: one inbox claim + one posting + one balance update."""
+
+    name = "bench"
+    topics = (DEPOSITS,)
+    event_types = frozenset({"deposit"})
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        ctx.uow.credit(data.wallet_id, data.amount, dedup_key=event.dedup_key)  # type: ignore[attr-defined]
+
+
+def _load(settings: Settings, events: int, wallets: int) -> None:
+    producer = make_producer(settings, role="bench-load")
+    topic = settings.topic(DEPOSITS)
+    now = str(int(time.time() * 1000)).encode()
+    for i in range(events):
+        wallet = f"wal_{i % wallets}"
+        body = json.dumps({"product": "virtual_wallets", "event_type": "deposit", "operation_id": f"op-{i}",
+                           "status": "success", "data": {"wallet_id": wallet, "amount": "1.25",
+                                                         "blockchain": "polygon"}}).encode()
+        producer.send(topic, value=body, key=wallet.encode(),
+                      headers=[(h.DEDUP_KEY, f"virtual_wallets:deposit:success:op-{i}".encode()),
+                               (h.RECEIVED_AT, now)])
+    producer.flush(timeout=120)
+    producer.close()
+
+
+def _processed(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found = re.findall(r'hookstream_processed_total\{outcome="ok",processor="bench"\} ([0-9.e+]+)', text)
+    return float(found[0]) if found else 0.0
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    def kb(field: str) -> float:
+        return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return kb("VmRSS"), kb("VmHWM")
+
+
+def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wallets: int,
+            log_file: Path) -> dict[str, object]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, database_url=database_url)
+    ensure_topics(settings, [DEPOSITS], partitions=partitions)
+    ledger = Ledger(database_url)
+    ledger.upgrade()
+    with ledger.unit_of_work() as uow:
+        for w in range(wallets):
+            uow.ensure_account(f"wal_{w}")
+    ledger.close()
+    _load(settings, events, wallets)
+
+    env = {**os.environ, "HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
+           "HOOKSTREAM_DATABASE_URL": database_url, "HOOKSTREAM_PROCESSOR_HTTP_PORT": "0",
+           "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process",
+                                 "benchmarks.processor:BenchProcessor"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            for line in log_file.read_text(errors="replace").splitlines():
+                if '"processor.http"' in line:
+                    port = json.loads(line)["port"]
+            time.sleep(0.1)
+        if port is None:
+            raise RuntimeError(f"processor did not start:\n{log_file.read_text()[-2000:]}")
+        first = None
+        deadline = time.monotonic() + 900
+        done = 0.0
+        while done < events and time.monotonic() < deadline:
+            done = _processed(port)
+            if done > 0 and first is None:
+                first = (time.monotonic(), done)
+            time.sleep(0.05)
+        finished = time.monotonic()
+        rss, hwm = _rss_mb(proc.pid)
+        if done < events or first is None:
+            raise RuntimeError(f"processed {done}/{events} before the deadline")
+        rate = (done - first[1]) / (finished - first[0])
+        return {"events": events, "events_per_s": round(rate), "rss_mb": round(rss, 1),
+                "peak_rss_mb": round(hwm, 1)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def durable_postgres() -> Iterator[str]:
+    """A throwaway Postgres cluster with the durability defaults (unlike the tests' fsync=off one)."""
+    from fixtures.postgres import _free_port, _pg_bin_dir, _wait_ready
+
+    bindir = _pg_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="hookstream-bench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    run = lambda *a: subprocess.run([*as_user, *a], capture_output=True, text=True, timeout=120, check=True)  # noqa: E731
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {root}", "start")
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    try:
+        _wait_ready(url, 60)
+        yield url
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--wallets", type=int, default=200, help="Distinct accounts credited.")
+    parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    parser.add_argument("--postgres-url", default=None)
+    parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    args = parser.parse_args()
+    backends = args.backend or ["sqlite"]
+    work = Path(tempfile.mkdtemp(prefix="hookstream-bench-"))
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}, {datetime.now(UTC).isoformat(timespec='seconds')}")
+    try:
+        for backend in backends:
+            if backend == "sqlite":
+                result = run_one(args.bootstrap, f"sqlite:///{work / 'bench.db'}", args.events,
+                                 args.partitions, args.wallets, work / "sqlite.log")
+            elif args.postgres_url:
+                result = run_one(args.bootstrap, args.postgres_url, args.events, args.partitions,
+                                 args.wallets, work / "postgres.log")
+            else:
+                with durable_postgres() as url:
+                    result = run_one(args.bootstrap, url, args.events, args.partitions, args.wallets,
+                                     work / "postgres.log")
+            print(json.dumps({"backend": backend, **result}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

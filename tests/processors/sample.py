@@ -9,8 +9,9 @@ Run it as `hookstream process processors.sample:SampleProcessor` with PYTHONPATH
 `data.expires_at` (ISO 8601) declares a deadline.
 
 Each attempt appends "operation_id attempt epoch_seconds pid" to $SAMPLE_ATTEMPTS_FILE when set.
-The credit's posting key is random, so only the runtime's inbox claim keeps effects exactly once;
-the posting memo is the event's dedup key.
+The credit is written before any requested failure and its posting key is random, so only the
+runtime (savepoint rollback of a failed attempt, inbox claim) keeps effects exactly once; the
+posting memo is the event's dedup key.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class SampleProcessor(Processor):
         if attempts_file:
             with open(attempts_file, "a") as out:
                 out.write(f"{event.operation_id} {ctx.attempt} {time.time():.6f} {os.getpid()}\n")
+        # The effect first, the failure after: a failed attempt's writes must vanish with it.
+        account = event.data.wallet_id  # type: ignore[attr-defined]
+        ctx.uow.ensure_account(account)
+        ctx.uow.credit(account, event.data.amount, dedup_key=f"{event.dedup_key}#{uuid.uuid4().hex}",  # type: ignore[attr-defined]
+                       memo=event.dedup_key)
         behaviour = str((event.data.model_extra or {}).get("test", ""))
         kind, _, arg = behaviour.partition(":")
         if kind == "transient":
@@ -50,7 +56,3 @@ class SampleProcessor(Processor):
                 raise PermanentError("sample refuses this event")
         elif kind == "slow":
             time.sleep(float(arg))
-        account = event.data.wallet_id  # type: ignore[attr-defined]
-        ctx.uow.ensure_account(account)
-        ctx.uow.credit(account, event.data.amount, dedup_key=f"{event.dedup_key}#{uuid.uuid4().hex}",  # type: ignore[attr-defined]
-                       memo=event.dedup_key)

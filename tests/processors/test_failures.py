@@ -73,9 +73,12 @@ def test_past_deadline_events_are_recorded_expired_and_never_retried(
     assert outcomes == {sample_key("too-late"): "expired", sample_key("would-be-late"): "expired",
                         sample_key("on-time"): "ok"}
     assert running.outcome("retried") == 0
-    metrics = running.metrics()
+    # Lag is observed after each batch's offsets are committed, a moment after the outcomes.
+    metrics = wait_until(lambda: next((m for m in [running.metrics()] if "hookstream_consumer_lag{" in m), None),
+                         10, "the consumer lag gauge")
     assert 'hookstream_event_age_seconds_count{processor="sample"} 3.0' in metrics
-    assert "hookstream_consumer_lag{" in metrics
+    assert 'hookstream_consumer_lag{partition="0",processor="sample",topic="%s"} 0.0' % settings.topic(DEPOSITS) \
+        in metrics
     assert httpx.get(f"http://127.0.0.1:{running.port}/healthz", timeout=5).status_code == 200
 
 
@@ -112,6 +115,7 @@ def test_permanent_failure_dead_letters_whole_and_replay_after_the_fix_applies_o
     assert hd[h.DEDUP_KEY] == sample_key("bad") and hd[h.TRACE_ID] == "trace-test"
     wait_until(lambda: effects(s.database_url)[sample_key("fine")] == 1, 30, "the event behind it")
     assert running.outcome("dead_lettered") == 1
+    assert effects(s.database_url)[sample_key("bad")] == 0, "the failed attempt's write survived"
 
     listed = _dlq(s, tmp_path, "list", "sample")
     assert "PermanentError" in listed and f"{s.topic(DEPOSITS)}:1@{offset}" in listed

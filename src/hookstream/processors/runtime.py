@@ -103,7 +103,6 @@ class Runtime:
         self._txn: tuple[Any, Any, float] | None = None  # (context manager, unit of work, opened at)
         self._polled_at = clock()
         self._broken = False  # the batch transaction lost its connection: stop, roll back, re-read
-        self._next: dict[TopicPartition, int] = {}  # next offset to handle (for lag)
         self._assigned: set[TopicPartition] = set()
         self._lag_labels: set[TopicPartition] = set()
         self._outcome = {o: metrics.processed.labels(self.name, o)
@@ -187,7 +186,6 @@ class Runtime:
         self._flush()
         for tp in revoked:
             self._assigned.discard(tp)
-            self._next.pop(tp, None)
             if tp in self._lag_labels:
                 self._lag_labels.discard(tp)
                 metrics.consumer_lag.remove(self.name, tp.topic, str(tp.partition))
@@ -366,7 +364,6 @@ class Runtime:
 
     def _finish(self, item: _Staged) -> None:
         self._pending[item.tp] = item.offset + 1
-        self._next[item.tp] = item.offset + 1
         self._outcome[item.outcome].inc()
         self._seconds.observe(item.seconds)
         if item.received_ms is not None and item.received_ms.isdigit():
@@ -414,7 +411,6 @@ class Runtime:
     def _pause(self, tp: TopicPartition, state: RetryState) -> None:
         assert self._consumer is not None
         self._retry[tp] = state
-        self._next[tp] = state.offset
         self._consumer.pause(tp)
         self._consumer.seek(tp, state.offset)
 
@@ -433,8 +429,9 @@ class Runtime:
     def _observe_lag(self) -> None:
         assert self._consumer is not None
         for tp in self._assigned:
-            position = self._next.get(tp)
             try:
+                # Both are local state after a fetch (timeout 0: never a network wait here).
+                position = self._consumer.position(tp, timeout_ms=0)
                 high = self._consumer.highwater(tp)
             except KafkaError:
                 continue

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from hookstream import metrics
 from hookstream.ingest.authorization import Decider, load_policy
-from hookstream.ingest.forwarder import run_forwarder
+from hookstream.ingest.forwarder import forward_once, run_forwarder
 from hookstream.ingest.publisher import Publisher
 from hookstream.ingest.receiver import Receiver
 from hookstream.ingest.spool import Spool
@@ -103,6 +103,12 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await forwarder
+            try:  # a drained receiver leaves no spool behind when Kafka is reachable
+                await asyncio.wait_for(forward_once(spool, publisher, spool_io, settings.delivery_timeout_s),
+                                       settings.delivery_timeout_s)
+            except (TimeoutError, OSError) as exc:
+                log.warning("spool.not_drained", spool_depth=spool.depth, error=type(exc).__name__)
+            await loop.run_in_executor(None, decider.close)
             await loop.run_in_executor(None, publisher.close)
             spool_io.submit(spool.close).result(timeout=5)
             spool_io.shutdown(wait=True)

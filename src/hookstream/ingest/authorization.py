@@ -40,6 +40,10 @@ class Decision:
 
 
 class Policy(Protocol):
+    """Called in a worker thread (it may block). A policy may also offer `submit(request) ->
+    concurrent.futures.Future[Decision]` (used instead, e.g. to batch) and
+    `compensate(request, decision)` (undo a decision that arrived after the fallback answer)."""
+
     def __call__(self, request: AuthorizationRequest) -> Decision: ...
 
 
@@ -79,11 +83,17 @@ class Decider:
             policy, "compensate", None
         )
 
+    def close(self) -> None:
+        close = getattr(self._policy, "close", None)
+        if close is not None:
+            close()
+
     async def decide(self, request: AuthorizationRequest, budget_s: float) -> tuple[Decision, float]:
         """The decision and its latency in seconds."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        work = loop.run_in_executor(None, self._policy, request)
+        submit = getattr(self._policy, "submit", None)  # a policy that batches hands back a future
+        work = asyncio.wrap_future(submit(request)) if submit else loop.run_in_executor(None, self._policy, request)
         try:
             decision = await asyncio.wait_for(asyncio.shield(work), budget_s)
         except TimeoutError:

@@ -181,6 +181,26 @@ class UnitOfWork:
         """The first row, or None."""
         return self._run(sql, params).fetchone()
 
+    @contextmanager
+    def savepoint(self, name: str = "hs_sp") -> Iterator[UnitOfWork]:
+        """A nested step of this transaction: an exception undoes only what ran inside it.
+
+        Issued on the driver connection: SQLAlchemy's begin_nested costs more than a hold itself.
+        A savepoint that cannot be rolled back (connection lost) re-raises as LedgerTransientError.
+        """
+        driver = self.connection.connection.driver_connection
+        driver.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            try:
+                driver.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                driver.execute(f"RELEASE SAVEPOINT {name}")
+            except Exception as exc:  # noqa: BLE001 - the transaction is gone; the caller must not commit
+                raise LedgerTransientError(f"savepoint lost: {exc!r}") from exc
+            raise
+        driver.execute(f"RELEASE SAVEPOINT {name}")
+
     # --- inbox -------------------------------------------------------------------------------------
     def claim(self, processor: str, dedup_key: str, topic: str | None = None,
               partition: int | None = None, offset: int | None = None,

@@ -1,0 +1,106 @@
+"""The receiver's ledger authorization policy, through HTTP, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from fixtures.http_load import post_many
+from hookstream.ledger import Ledger
+from hookstream.schemas import headers as h
+from ingest.conftest import KEY
+from ingest.payloads import card_txn, envelope
+
+POLICY = {"HOOKSTREAM_AUTHORIZATION_POLICY": "hookstream.ingest.policy:ledger_policy"}
+
+
+def _auth(card: str, amount: str, op: str, **extra) -> bytes:
+    data = {**card_txn(card, amount), **extra}
+    data["metadata"] = extra.get("metadata", {})
+    return envelope("cards", "authorization", "pending", op, data)
+
+
+def _fund(url: str, account: str, amount: str, *cards: str) -> Ledger:
+    ledger = Ledger(url, auto_upgrade=True)
+    ledger.upgrade()
+    with ledger.unit_of_work() as uow:
+        uow.ensure_account(account)
+        uow.credit(account, Decimal(amount), f"seed:{account}")
+        for card in cards:
+            uow.link_card(card, account, approval_method="WEBHOOK")
+    return ledger
+
+
+def test_funded_card_is_approved_with_a_hold_and_the_next_one_gets_51(
+    ledger_url, make_settings, start_receiver, topic_reader
+):
+    from hookstream.kafka import ensure_topics
+    from hookstream.schemas.routing import TOPICS
+
+    settings = make_settings(database_url=ledger_url)
+    ensure_topics(settings, list(TOPICS))
+    ledger = _fund(ledger_url, "acct-1", "100.00", "crd_a")
+    receiver = start_receiver(settings, **POLICY)
+
+    assert receiver.post(_auth("crd_a", "42.50", "life_1")).json() == {"response_code": "00"}
+    with ledger.unit_of_work(read_only=True) as uow:
+        balance = uow.balance("acct-1")
+        assert (balance.balance, balance.held, balance.available) == (
+            Decimal("100.00"), Decimal("42.50"), Decimal("57.50"))
+        assert uow.hold_status("crd_a", "life_1") == "held"
+    assert receiver.post(_auth("crd_a", "60.00", "life_2")).json() == {"response_code": "51"}
+    records = sorted(topic_reader("cryptomate.cards.transactions", 2), key=lambda r: r.offset)
+    assert [(r.headers[h.RESPONSE_CODE], r.headers[h.DECISION_REASON]) for r in records] == [
+        ("00", "approved"), ("51", "insufficient_funds")]
+    assert records[0].headers[h.HOLD_ID]
+
+
+def test_unlinked_frozen_and_ruled_out_cards_are_declined(settings, start_receiver):
+    ledger = _fund(settings.database_url, "acct-2", "500.00", "crd_frozen", "crd_ok")
+    with ledger.unit_of_work() as uow:
+        uow.set_card_state("crd_frozen", frozen=True)
+    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_MCC_DENY="7995,5933",
+                              HOOKSTREAM_AUTHORIZATION_MAX_AMOUNT="250", **POLICY)
+    assert receiver.post(_auth("crd_unknown", "1.00", "u1")).json() == {"response_code": "05"}
+    assert receiver.post(_auth("crd_frozen", "1.00", "f1")).json() == {"response_code": "05"}
+    casino = _auth("crd_ok", "1.00", "m1", merchant_data={"mcc_code": "7995", "country": "USA"})
+    assert receiver.post(casino).json() == {"response_code": "05"}
+    assert receiver.post(_auth("crd_ok", "300.00", "big1")).json() == {"response_code": "05"}
+    assert receiver.post(_auth("crd_ok", "30.00", "ok1")).json() == {"response_code": "00"}
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.balance("acct-2").available == Decimal("470.00")
+
+
+def test_card_with_metadata_account_is_linked_on_first_authorization(settings, start_receiver):
+    ledger = _fund(settings.database_url, "0xabc-account", "20.00")
+    receiver = start_receiver(settings, **POLICY)
+    body = _auth("crd_new", "5.00", "n1", metadata={"account": "0xabc-account"})
+    assert receiver.post(body).json() == {"response_code": "00"}
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.account_for_card("crd_new") == "0xabc-account"
+        assert uow.balance("0xabc-account").available == Decimal("15.00")
+
+
+def test_200_concurrent_authorizations_of_10_against_1000_approve_exactly_100(
+    ledger_url, make_settings, start_receiver, topic_reader
+):
+    from hookstream.kafka import ensure_topics
+    from hookstream.schemas.routing import TOPICS
+
+    settings = make_settings(database_url=ledger_url)
+    ensure_topics(settings, list(TOPICS))
+    ledger = _fund(ledger_url, "acct-c", "1000.00", "crd_c")
+    receiver = start_receiver(settings, **POLICY)
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    bodies = [_auth("crd_c", "10.00", f"conc-{i}") for i in range(200)]
+    result = asyncio.run(post_many("127.0.0.1", port, "/webhooks/cryptomate", bodies,
+                                   {"X-Webhook-Key": KEY, "Content-Type": "application/json"}, 200))
+    assert result.statuses == [200] * 200
+    records = topic_reader("cryptomate.cards.transactions", 200, timeout=60)
+    codes = [r.headers[h.RESPONSE_CODE] for r in records]
+
+    assert codes.count("00") == 100
+    assert codes.count("51") == 100
+    with ledger.unit_of_work(read_only=True) as uow:
+        balance = uow.balance("acct-c")
+        assert (balance.held, balance.available) == (Decimal("1000.00"), Decimal("0.00"))

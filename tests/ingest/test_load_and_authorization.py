@@ -1,0 +1,106 @@
+"""Concurrency, the authorization budget, metrics and secrets, through the running receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+
+from fixtures.http_load import post_many
+from hookstream.schemas import headers as h
+from ingest.conftest import KEY
+from ingest.payloads import CATALOG, envelope
+
+AUTH, THREE_DS, DEPOSIT = CATALOG[0], CATALOG[9], CATALOG[13]
+
+
+def _body(row, op: str, **data_overrides) -> bytes:
+    product, event_type, status, _, data, _, _ = row
+    return envelope(product, event_type, status, op, {**data, **data_overrides})
+
+
+def test_2000_concurrent_valid_requests_become_2000_records(settings, start_receiver, topic_reader):
+    receiver = start_receiver(settings)
+    bodies = [_body(DEPOSIT, f"0xload{i:04d}", wallet_id=f"wlt_{i % 37}") for i in range(2000)]
+
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    result = asyncio.run(post_many("127.0.0.1", port, "/webhooks/cryptomate", bodies,
+                                   {"X-Webhook-Key": KEY, "Content-Type": "application/json"}, 200))
+    codes = result.statuses
+    assert codes.count(200) == 2000
+    records = topic_reader("cryptomate.deposits", 2000, timeout=60)
+    assert len(records) == 2000
+    assert {json.loads(r.value)["operation_id"] for r in records} == {f"0xload{i:04d}" for i in range(2000)}
+
+
+def test_authorization_is_answered_with_the_configured_code_and_the_decision_is_published(
+    settings, start_receiver, topic_reader
+):
+    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_STATIC_CODE="00")
+    started = time.monotonic()
+    response = receiver.post(_body(AUTH, "life_evt_ok"))
+    assert time.monotonic() - started < 1.2
+    assert response.status_code == 200
+    assert response.json() == {"response_code": "00"}
+    [record] = topic_reader("cryptomate.cards.transactions", 1)
+    assert record.value == _body(AUTH, "life_evt_ok")
+    assert record.headers[h.RESPONSE_CODE] == "00"
+    assert record.headers[h.DECISION_REASON] == "static"
+    assert float(record.headers[h.DECISION_MS]) >= 0
+
+
+def test_slow_policy_gets_the_fallback_code_within_the_budget(settings, start_receiver, topic_reader):
+    receiver = start_receiver(
+        settings,
+        HOOKSTREAM_AUTHORIZATION_POLICY="ingest.policies:slow_policy",
+        HOOKSTREAM_AUTHORIZATION_BUDGET_MS="300",
+        HOOKSTREAM_AUTHORIZATION_FALLBACK_CODE="91",
+        PYTHONPATH="tests",
+    )
+    started = time.monotonic()
+    response = receiver.post(_body(AUTH, "life_evt_slow"))
+    elapsed = time.monotonic() - started
+    assert response.json() == {"response_code": "91"}
+    assert elapsed < 0.6
+    [record] = topic_reader("cryptomate.cards.transactions", 1)
+    assert record.headers[h.DECISION_REASON] == "timeout"
+    text = httpx.get(f"{receiver.base}/metrics").text
+    assert 'hookstream_authorization_fallbacks_total{cause="timeout"} 1.0' in text
+    assert 'hookstream_authorization_decisions_total{reason="timeout",response_code="91"} 1.0' in text
+
+
+def test_failing_policy_gets_the_fallback_code(settings, start_receiver):
+    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_POLICY="ingest.policies:broken_policy",
+                              PYTHONPATH="tests")
+    assert receiver.post(_body(AUTH, "life_evt_err")).json() == {"response_code": "05"}
+
+
+def test_keys_and_3ds_codes_never_reach_logs_metrics_or_error_bodies(settings, start_receiver, topic_reader):
+    receiver = start_receiver(settings, HOOKSTREAM_LOG_LEVEL="debug")
+    code = "3ds-code-7f1e2d"
+    assert receiver.post(_body(THREE_DS, code, code=code)).status_code == 200
+    bad = receiver.post(_body(THREE_DS, code, code=code, card_id=None))
+    assert bad.status_code == 400
+    receiver.post(b"{}", key="wrong-but-long-enough-key")
+    metrics_text = httpx.get(f"{receiver.base}/metrics").text
+    [record] = topic_reader("cryptomate.cards.3ds", 1)
+    assert code not in record.headers[h.DEDUP_KEY] and code not in record.headers[h.OPERATION_ID]
+    log = receiver.proc.output()
+    assert "webhook.published" in log
+    for secret in (KEY, code, "wrong-but-long-enough-key"):
+        assert secret not in log
+        assert secret not in metrics_text
+        assert secret not in bad.text
+
+
+def test_metrics_count_received_and_published_per_event_type(settings, start_receiver):
+    receiver = start_receiver(settings)
+    for i in range(3):
+        receiver.post(_body(DEPOSIT, f"m{i}"))
+    text = httpx.get(f"{receiver.base}/metrics").text
+    assert 'hookstream_webhooks_received_total{event_type="deposit",product="virtual_wallets"} 3.0' in text
+    assert 'hookstream_webhooks_published_total{event_type="deposit",product="virtual_wallets"} 3.0' in text
+    assert "hookstream_publish_seconds_bucket" in text
+    assert 'hookstream_request_seconds_count{route="webhook",status="200"} 3.0' in text

@@ -21,9 +21,14 @@ def _v1(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=schema.V1_TABLES)
 
 
+def _v2(conn: Connection) -> None:
+    schema.treasury_movements.create(conn)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
+    Migration(2, "create treasury_movements", _v2),
 ]
 LATEST = MIGRATIONS[-1].version
 

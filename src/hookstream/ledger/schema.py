@@ -145,3 +145,26 @@ inbox = Table(
 
 # The tables migration 1 creates; later migrations alter explicitly, never via create_all.
 V1_TABLES = [accounts, card_links, wallet_links, holds, postings, inbox]
+
+# Treasury movements (transfers, withdrawals) as the platform reported them: one row per event, so
+# an operation's status history (pending → success / failed / manual_check) is queryable. Not money
+# in the books: amounts are kept as sent (tokens carry up to 6 decimals), never posted.
+treasury_movements = Table(
+    "treasury_movements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dedup_key", Text, nullable=False, unique=True),
+    Column("product", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("operation_id", Text, nullable=False, index=True),
+    Column("status", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("wallet_id", Text, nullable=True, index=True),
+    Column("card_id", Text, nullable=True),
+    Column("amount", Text, nullable=True),  # decimal string as sent
+    Column("transaction_hash", Text, nullable=True),
+    Column("to_wallet_address", Text, nullable=True),
+    Column("alert", Boolean, nullable=False, default=False),
+    Column("occurred_at", UtcDateTime(), nullable=True),  # data.created_at
+    Column("recorded_at", UtcDateTime(), nullable=False, default=utcnow),
+)

@@ -1,0 +1,41 @@
+"""The card-status processor: records velocity blocks in the ledger; optionally unblocks through the API.
+
+`card_blocked_by_velocity` marks the linked card blocked, so the receiver's ledger policy declines
+it too. With HOOKSTREAM_AUTO_UNBLOCK=true (default off: a velocity block is a fraud signal an
+operator should see first) the card is unblocked at once with `PATCH /cards/virtual-cards/{cardId}/unblock`
+(which also resets the platform's velocity counter) and marked unblocked. A card linked to no
+account is recorded as unmatched (inbox outcome, warning); the auto-unblock still applies to it,
+because the block is on the platform, not in our books.
+"""
+
+from __future__ import annotations
+
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.schemas.events import CardBlockedByVelocity
+from hookstream.schemas.routing import CARDS_STATUS
+
+
+class CardStatusProcessor(Processor):
+    name = "card-status"
+    topics = (CARDS_STATUS,)
+    event_types = frozenset({"card_blocked_by_velocity"})
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        assert isinstance(data, CardBlockedByVelocity)
+        rule = data.triggered_rule
+        state = ctx.uow.set_card_state(data.card_id, blocked=True)
+        ctx.log.warning("card_status.blocked_by_velocity", card_id=data.card_id,
+                        blocked_at=data.blocked_at.isoformat(), linked=state is not None,
+                        max_authorizations=rule.max_authorizations if rule else None,
+                        time_window_seconds=rule.time_window_seconds if rule else None,
+                        last_authorization_id=data.last_authorization_id)
+        outcome = "blocked" if state is not None else "unmatched"
+        if state is None:
+            ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
+        if self.settings.auto_unblock:
+            ctx.api.unblock_card(data.card_id, idempotency_key=ctx.idempotency_key("unblock"))
+            ctx.uow.set_card_state(data.card_id, blocked=False)
+            ctx.log.info("card_status.unblocked", card_id=data.card_id, policy="auto_unblock")
+            outcome = "unblocked" if state is not None else "unmatched_unblocked"
+        ctx.uow.set_outcome(ctx.processor, event.dedup_key, outcome)

@@ -1,0 +1,88 @@
+"""The deposits processor: credits the account linked to the deposit wallet, then refreshes TOP_UP cards.
+
+`deposit` and `ramp_on` (cards, virtual_wallets, treasury) credit the account linked to
+`data.wallet_id` with `net_amount` (after fees) when given, else `amount`, cut down to whole cents
+(`deposit_rules.credit_for`). A wallet linked to no account is recorded as unmatched (inbox outcome,
+`hookstream_ledger_unmatched_total{event_type}`, a warning), never guessed. Then every TOP_UP card
+linked to that account gets its platform virtual balance overridden to the account's available
+balance (`PATCH /cards/virtual-cards/{cardId}/virtual-balance`), one Idempotency-Key per card and event.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hookstream.api.errors import PermanentApiError
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.deposit_rules import credit_for
+from hookstream.processors.errors import PermanentError
+from hookstream.schemas.events import Deposit, RampOn
+from hookstream.schemas.routing import DEPOSITS
+
+TOP_UP = "TOP_UP"
+ZERO = Decimal("0.00")
+
+
+class DepositsProcessor(Processor):
+    name = "deposits"
+    topics = (DEPOSITS,)
+    event_types = frozenset({"deposit", "ramp_on"})
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        assert isinstance(data, (Deposit, RampOn))
+        if event.status not in (None, "success"):
+            # Only a completed deposit is money in the wallet.
+            ctx.log.warning("deposits.not_credited", status=event.status, wallet_id=data.wallet_id)
+            ctx.uow.set_outcome(ctx.processor, event.dedup_key, "recorded_not_success")
+            return
+        try:
+            credit = credit_for(event.product, data.amount, getattr(data, "net_amount", None))
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from None
+        account = ctx.uow.account_for_wallet(data.wallet_id)
+        if account is None:
+            ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
+            ctx.log.warning("deposits.unmatched", wallet_id=data.wallet_id, amount=str(credit.received),
+                            reason="wallet not linked to an account")
+            ctx.uow.set_outcome(ctx.processor, event.dedup_key, "unmatched")
+            return
+        if credit.rounded:
+            ctx.log.info("deposits.amount_rounded", received=str(credit.received), credited=str(credit.amount))
+        if credit.below_minimum is not None:
+            ctx.log.info("deposits.below_notification_minimum", product=event.product,
+                         minimum=str(credit.below_minimum), amount=str(data.amount))
+        result = ctx.uow.credit(account, credit.amount, event.dedup_key, kind="credit", memo=event.dedup_key)
+        if not result.posted:
+            ctx.uow.set_outcome(ctx.processor, event.dedup_key, "duplicate")
+            return
+        ctx.log.info("deposits.credited", wallet_id=data.wallet_id, account_id=account,
+                     amount=str(credit.amount))
+        self._refresh_top_up_cards(account, ctx)
+
+    def _refresh_top_up_cards(self, account: str, ctx: Context) -> None:
+        cards = [c for c in ctx.uow.cards_for_account(account)
+                 if (c.approval_method or "").upper().replace("TOPUP", TOP_UP) == TOP_UP]
+        if not cards:
+            return
+        # The platform refuses a negative virtual balance (412): an overdrawn account shows zero.
+        available = max(ctx.uow.balance(account).available, ZERO)
+        failed = 0
+        for card in cards:
+            try:
+                ctx.api.override_card_virtual_balance(
+                    card.card_id, available,
+                    idempotency_key=ctx.idempotency_key(f"virtual-balance:{card.card_id}"))
+            except PermanentApiError as exc:
+                # The platform refuses this card (deleted, not TOP_UP there…): the deposit is still
+                # money in the account, so keep the credit; the refusal is counted by the client
+                # (hookstream_api_calls_total{status}) and logged here. Transient errors propagate:
+                # the whole event (credit included) is retried.
+                failed += 1
+                ctx.log.error("deposits.virtual_balance_refused", card_id=card.card_id, account_id=account,
+                              status=exc.status, error_code=exc.code, error=exc.message)
+                continue
+            ctx.log.info("deposits.virtual_balance_set", card_id=card.card_id, account_id=account,
+                         virtual_balance=str(available))
+        if failed:
+            ctx.uow.set_outcome(ctx.processor, ctx.event.dedup_key, "virtual_balance_refused")

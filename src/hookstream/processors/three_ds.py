@@ -1,0 +1,73 @@
+"""The three-ds processor: answers forwarded 3DS challenges through the respond endpoint, within the TTL.
+
+The verdict comes from `three_ds_policy.decide` fed the ledger's view of the card; the answer is
+`POST /cards/virtual-cards/{cardId}/3ds-authorization {code, approve}` with an Idempotency-Key
+derived from the event, so a redelivered or retried challenge repeats the same call. A challenge
+older than HOOKSTREAM_THREE_DS_TTL_S (from `data.transaction_timestamp`, else from when the receiver
+took it) is recorded as expired by the runtime and never answered.
+
+The challenge `code` is a secret (platform reference §4.2): it goes to the API only, never into a
+log line, metric or inbox outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
+from hookstream.schemas.events import ThreeDSChallenge
+from hookstream.schemas.routing import CARDS_3DS
+from hookstream.settings import Settings
+
+
+class ThreeDSProcessor(Processor):
+    name = "three-ds"
+    topics = (CARDS_3DS,)
+    event_types = frozenset({"notification_3ds_authorization"})
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.ttl = timedelta(seconds=settings.three_ds_ttl_s)
+        self.rules = ThreeDSRules(
+            mcc_deny=frozenset(settings.authorization_mcc_deny),
+            country_allow=frozenset(c.upper() for c in settings.authorization_country_allow),
+            max_amount=settings.authorization_max_amount,
+        )
+
+    def deadline(self, event: Event) -> datetime | None:
+        data = event.data
+        assert isinstance(data, ThreeDSChallenge)
+        started = data.transaction_timestamp or event.received_at
+        if started is None:
+            return None
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)  # the platform sends UTC ("…Z")
+        return started + self.ttl
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        assert isinstance(data, ThreeDSChallenge)
+        card = ctx.uow.card_state(data.card_id)
+        available = ctx.uow.balance(card.account_id).available if card is not None else None
+        extra = data.model_extra or {}
+        mcc = extra.get("mcc_code") or extra.get("merchant_mcc")
+        verdict = decide(
+            ThreeDSFacts(
+                card_linked=card is not None,
+                card_active=card is not None and card.active,
+                available=available,
+                amount=data.transaction_amount,
+                currency=data.transaction_currency,
+                merchant_country=data.merchant_country_code,
+                mcc=str(mcc) if mcc is not None else None,
+            ),
+            self.rules,
+        )
+        ctx.api.respond_3ds(data.card_id, data.code, verdict.approve,
+                            idempotency_key=ctx.idempotency_key("3ds-respond"))
+        ctx.log.info("three_ds.answered", card_id=data.card_id, approve=verdict.approve,
+                     reason=verdict.reason, amount_checked=verdict.amount_checked,
+                     amount=str(data.transaction_amount) if data.transaction_amount is not None else None,
+                     currency=data.transaction_currency)
+        ctx.uow.set_outcome(ctx.processor, event.dedup_key, "approved" if verdict.approve else "declined")

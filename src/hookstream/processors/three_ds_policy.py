@@ -1,0 +1,64 @@
+"""The 3DS verdict: approve or decline a challenge from plain values (card, funds, merchant rules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+USD = frozenset({"USD", "840"})  # the challenge's currency arrives alpha ("USD") or numeric ("840")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreeDSRules:
+    """Merchant rules shared with the authorization policy (HOOKSTREAM_AUTHORIZATION_*)."""
+
+    mcc_deny: frozenset[str] = frozenset()
+    country_allow: frozenset[str] = frozenset()  # upper-case; empty allows every country
+    max_amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreeDSFacts:
+    """What the ledger and the challenge say, as plain values."""
+
+    card_linked: bool
+    card_active: bool
+    available: Decimal | None  # the card account's available balance (USD); None if not linked
+    amount: Decimal | None  # the challenge's transaction_amount
+    currency: str | None  # the challenge's transaction_currency
+    merchant_country: str | None
+    mcc: str | None = None  # not in the documented payload; used when the platform adds it
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    approve: bool
+    reason: str
+    amount_checked: bool
+
+
+def decide(facts: ThreeDSFacts, rules: ThreeDSRules) -> Verdict:
+    """Approve only a linked, active card within the merchant rules whose funds cover the amount.
+
+    The funds check needs a USD amount: a challenge in another currency cannot be compared with
+    the USD ledger, so it is approved on the other checks and the USD `bill_amount` is checked by
+    the authorization that follows (the receiver's policy). `amount_checked` says which happened.
+    """
+    usd = facts.amount is not None and (facts.currency or "USD").upper() in USD
+    if not facts.card_linked:
+        return Verdict(False, "card_not_linked", False)
+    if not facts.card_active:
+        return Verdict(False, "card_inactive", False)
+    if facts.mcc is not None and facts.mcc in rules.mcc_deny:
+        return Verdict(False, "mcc_denied", False)
+    if rules.country_allow:
+        # Allow lists name countries as the platform sends them ("USA" or "840"): list both forms.
+        if facts.merchant_country is None or facts.merchant_country.upper() not in rules.country_allow:
+            return Verdict(False, "country_not_allowed", False)
+    if usd and rules.max_amount is not None and facts.amount is not None and facts.amount > rules.max_amount:
+        return Verdict(False, "over_transaction_maximum", True)
+    if usd and facts.amount is not None:
+        if facts.available is None or facts.amount > facts.available:
+            return Verdict(False, "insufficient_funds", True)
+        return Verdict(True, "approved", True)
+    return Verdict(True, "approved", False)

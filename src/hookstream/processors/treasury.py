@@ -1,0 +1,45 @@
+"""The treasury processor: records transfers and withdrawals with their status; alerts on the bad ones.
+
+Every `transfer` (treasury), `withdraw` (virtual_wallets) and `warranty_withdraw` (cards) event is
+one row in the ledger's `treasury_movements` table, so an operation's status history is queryable
+(`hookstream.ledger.treasury.movements`). Statuses FAILED and MANUAL_CHECK (any casing; schemas
+lower-case them) increment `hookstream_treasury_alerts_total{event_type,status}` and log a warning
+with the operation id. No money is posted: these movements are not the card program's books.
+"""
+
+from __future__ import annotations
+
+from hookstream.ledger.treasury import TreasuryMovement, record_movement
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.schemas.events import WarrantyWithdraw, Withdraw
+from hookstream.schemas.routing import TREASURY
+
+ALERT_STATUSES = frozenset({"failed", "manual_check"})
+
+
+class TreasuryProcessor(Processor):
+    name = "treasury"
+    topics = (TREASURY,)
+    event_types = frozenset({"transfer", "withdraw", "warranty_withdraw"})
+
+    def handle(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        assert isinstance(data, (Withdraw, WarrantyWithdraw))
+        status = event.status
+        alert = status in ALERT_STATUSES
+        record_movement(ctx.uow, TreasuryMovement(
+            dedup_key=event.dedup_key, product=event.product, event_type=event.event_type,
+            operation_id=event.operation_id, status=status, reason=event.envelope.reason,
+            wallet_id=data.wallet_id, card_id=getattr(data, "card_id", None), amount=data.amount,
+            transaction_hash=data.transaction_hash, to_wallet_address=data.to_wallet_address,
+            alert=alert, occurred_at=data.created_at))
+        fields = dict(product=event.product, status=status, wallet_id=data.wallet_id,
+                      amount=str(data.amount) if data.amount is not None else None,
+                      transaction_hash=data.transaction_hash, reason=event.envelope.reason)
+        if alert:
+            assert status is not None
+            ctx.metrics.treasury_alerts.labels(event.event_type, status).inc()
+            ctx.log.warning("treasury.alert", **fields)
+            ctx.uow.set_outcome(ctx.processor, event.dedup_key, f"alert:{status}")
+            return
+        ctx.log.info("treasury.recorded", **fields)

@@ -34,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the Postgres locator of the test fixtures
 
+from hookstream.broker import free_port  # noqa: E402
 from hookstream.kafka import ensure_topics, make_producer  # noqa: E402
 from hookstream.ledger import Ledger  # noqa: E402
 from hookstream.processors import Context, Event, Processor  # noqa: E402
@@ -70,8 +71,15 @@ def _load(settings: Settings, events: int, wallets: int) -> None:
     producer.close()
 
 
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _processed(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     found = re.findall(r'hookstream_processed_total\{outcome="ok",processor="bench"\} ([0-9.e+]+)', text)
     return float(found[0]) if found else 0.0
 
@@ -96,23 +104,21 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
     ledger.close()
     _load(settings, events, wallets)
 
+    port = free_port()
     env = {**os.environ, "HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
-           "HOOKSTREAM_DATABASE_URL": database_url, "HOOKSTREAM_PROCESSOR_HTTP_PORT": "0",
-           "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+           "HOOKSTREAM_DATABASE_URL": database_url, "HOOKSTREAM_PROCESSOR_HTTP_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
     with open(log_file, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process",
                                  "benchmarks.processor:BenchProcessor"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        port = None
         deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            for line in log_file.read_text(errors="replace").splitlines():
-                if '"processor.http"' in line:
-                    port = json.loads(line)["port"]
+        while not _healthy(port):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("processor did not start")
             time.sleep(0.1)
-        if port is None:
-            raise RuntimeError(f"processor did not start:\n{log_file.read_text()[-2000:]}")
         first = None
         deadline = time.monotonic() + 900
         done = 0.0
@@ -128,6 +134,9 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
         rate = (done - first[1]) / (finished - first[0])
         return {"events": events, "events_per_s": round(rate), "rss_mb": round(rss, 1),
                 "peak_rss_mb": round(hwm, 1)}
+    except Exception:
+        print(f"--- processor log tail ---\n{log_file.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
     finally:
         proc.terminate()
         try:

@@ -51,10 +51,13 @@ class Event:
 class Processor:
     """Subclass this: set `name`, `topics`, `event_types`; implement `handle`.
 
-    `handle(event, ctx)` runs inside one ledger transaction that has already claimed the event's
-    dedup key; write effects through `ctx.uow`. Return normally for success; raise to fail (the
-    runtime classifies the error: transient → retried later, permanent → dead-lettered). A handler
-    must not catch and hide errors: a swallowed failure is a committed, lost effect.
+    `handle(event, ctx)` runs inside a ledger transaction that has already claimed the event's
+    dedup key (a savepoint of the poll batch's transaction: commit happens after the batch, never
+    in the handler); write effects through `ctx.uow`. Return normally for success; raise to fail
+    and your writes are undone (the runtime classifies the error: transient → retried later,
+    permanent → dead-lettered). Never catch and hide an error: a swallowed failure is a committed,
+    lost effect. Mutating API calls pass `idempotency_key=ctx.idempotency_key("purpose")`: a batch
+    that fails to commit is handled again.
     """
 
     name: ClassVar[str]

@@ -2,7 +2,8 @@
 
 One thread runs the poll loop. Records of one partition are handled in order; a transient failure
 pauses only its partition (seek back, resume when the backoff is due) while others keep flowing.
-An offset is committed only after its record's effect is committed or the record was dead-lettered.
+The records of a poll share one ledger transaction, each claim+effect in its own savepoint; the
+offsets are committed only after that transaction (or the dead letter) is.
 """
 
 from __future__ import annotations

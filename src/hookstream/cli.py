@@ -100,6 +100,17 @@ def kafka_run(data_dir: Path | None, port: int | None, heap: str) -> None:
         click.echo("kafka stopped")
 
 
+@kafka.command("jars")
+def kafka_jars() -> None:
+    """Resolve the broker's jars with mvn into the cache (what `kafka run` does first), print the path."""
+    from hookstream.broker import BrokerError, resolve_jars
+
+    try:
+        click.echo(str(resolve_jars()))
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 # --- topics --------------------------------------------------------------------------------------
 @click.group()
 def topics() -> None:

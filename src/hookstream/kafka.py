@@ -26,7 +26,7 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
         "acks": "all",
         "enable_idempotence": True,
         "max_in_flight_requests_per_connection": 5,
-        "linger_ms": 2,
+        "linger_ms": 5,  # fuller batches: fewer produce requests and sender wakeups per record
         "batch_size": 64 * 1024,
         "retries": 2**31 - 1,
         "retry_backoff_ms": 100,
@@ -36,6 +36,7 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
         "delivery_timeout_ms": max(timeout_ms + 1000, 2000),
         "max_block_ms": timeout_ms,
         "allow_auto_create_topics": False,
+        "metrics_enabled": False,  # kafka-python's own sensors cost ~3% of the request path; we export ours
     }
     config.update(overrides)
     return KafkaProducer(**config)

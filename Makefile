@@ -1,0 +1,11 @@
+# The two commands of the README. Both create .venv and install what they need.
+.PHONY: run test bench
+
+run:  ## the whole pipeline locally with demo traffic (Ctrl-C stops it)
+	scripts/run.sh
+
+test:  ## the whole test suite (real Kafka, PostgreSQL, Prometheus, sandbox)
+	scripts/test.sh
+
+bench:  ## benchmarks; figures go to docs/benchmarks.md
+	.venv/bin/python benchmarks/ingest.py

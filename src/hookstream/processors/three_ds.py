@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.schemas.events import ThreeDSChallenge
-from hookstream.schemas.routing import CARDS_3DS
+from hookstream.schemas.routing import CARDS_3DS, loggable_operation_id
 from hookstream.settings import Settings
 
 
@@ -66,7 +66,9 @@ class ThreeDSProcessor(Processor):
         )
         ctx.api.respond_3ds(data.card_id, data.code, verdict.approve,
                             idempotency_key=ctx.idempotency_key("3ds-respond"))
-        ctx.log.info("three_ds.answered", card_id=data.card_id, approve=verdict.approve,
+        # operation_id equals the code for challenges: log its digest, as the receiver does.
+        log = ctx.log.bind(operation_id=loggable_operation_id(event.envelope))
+        log.info("three_ds.answered", card_id=data.card_id, approve=verdict.approve,
                      reason=verdict.reason, amount_checked=verdict.amount_checked,
                      amount=str(data.transaction_amount) if data.transaction_amount is not None else None,
                      currency=data.transaction_currency)

@@ -1,0 +1,290 @@
+"""Card program tests: `hookstream process NAME` subprocesses on the real broker and ledger, fed either
+with records as the receiver writes them or end to end by `hookstream sandbox` → `hookstream ingest`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from fixtures.processes import Proc, Processes
+from hookstream.broker import free_port
+from hookstream.kafka import ensure_topics, make_producer
+from hookstream.ledger import Ledger
+from hookstream.schemas import headers as h
+from hookstream.schemas.envelope import parse_envelope
+from hookstream.schemas.routing import TOPICS, dedup_key, loggable_operation_id, partition_key, route_for
+from hookstream.settings import Settings
+
+WEBHOOK_KEY = "test-webhook-key-0001"  # make_settings' webhook_keys
+API_KEY = "sandbox-key-level-2"
+WAIT_S = 45.0  # bound on every wait for a process to act
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT_S, every: float = 0.2) -> Any:
+    """Poll `condition` until truthy (returned) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+# --- webhook bodies ------------------------------------------------------------------------------
+def envelope(generation: str, product: str, event_type: str, status: str | None, operation_id: str,
+             data: dict[str, Any], **top: Any) -> bytes:
+    """A webhook body. Generation A as observed traffic: operation/sub_operation, UPPER case values;
+    generation B as the current docs: product/event_type, lower case."""
+    if generation == "A":
+        body: dict[str, Any] = {"operation": product.upper(), "sub_operation": event_type.upper()}
+        status = status.upper() if status else status
+    else:
+        body = {"product": product.lower(), "event_type": event_type.lower()}
+    body.update({"operation_id": operation_id, **top, "data": data})
+    if status is not None:
+        body["status"] = status
+    return json.dumps(body).encode()
+
+
+def card_data(card_id: str, amount: str, **extra: Any) -> dict[str, Any]:
+    return {"card_id": card_id, "bill_amount": amount, "bill_currency_code": "USD",
+            "transaction_amount": amount, "transaction_currency_code": "USD", "channel": "POS",
+            "merchant_data": {"name": "Acme Coffee", "mcc_code": "5812", "country": "USA"}, **extra}
+
+
+class Feed:
+    """Writes webhook bodies to their topics as the receiver does: body as value, metadata headers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: KafkaProducer = make_producer(settings, role="test-feed")
+
+    def send(self, body: bytes, **extra_headers: str) -> int:
+        env = parse_envelope(body)
+        route = route_for(env)
+        assert route is not None, f"no route for {env.product}/{env.event_type}"
+        headers = [(h.GENERATION, env.generation.encode()), (h.PRODUCT, env.product.encode()),
+                   (h.EVENT_TYPE, env.event_type.encode()), (h.STATUS, (env.status or "").encode()),
+                   (h.OPERATION_ID, loggable_operation_id(env).encode()),
+                   (h.DEDUP_KEY, dedup_key(env).encode()),
+                   (h.RECEIVED_AT, str(int(time.time() * 1000)).encode())]
+        headers += [(k, v.encode()) for k, v in extra_headers.items()]
+        future = self.producer.send(self.settings.topic(route.topic), value=body,
+                                    key=partition_key(env, route), headers=headers)
+        return future.get(timeout=30).offset
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)
+
+
+# --- processes -----------------------------------------------------------------------------------
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eEinfNa]+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+    total = 0.0
+    for line in text.splitlines():
+        found = _SAMPLE.match(line)
+        if not found or found.group(1) != name:
+            continue
+        have = dict(_LABEL.findall(found.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(found.group(3))
+    return total
+
+
+@dataclass
+class Running:
+    proc: Proc
+    port: int
+    name: str
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric(self.metrics(), name, **labels)
+
+    def outcome(self, outcome: str) -> float:
+        return self.metric("hookstream_processed_total", processor=self.name, outcome=outcome)
+
+    def handled(self) -> float:
+        """Records finished (any outcome but retried)."""
+        return sum(self.outcome(o) for o in ("ok", "duplicate", "expired", "dead_lettered", "ignored"))
+
+    def healthy(self) -> bool:
+        return self.proc.alive() and httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=5).status_code == 200
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.proc.output().splitlines()
+                if line.startswith("{") and f'"{event}"' in line]
+
+
+def processor_env(settings: Settings, api_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKSTREAM_DATABASE_URL": settings.database_url,
+        "HOOKSTREAM_PROCESSOR_HTTP_PORT": "0",
+        "HOOKSTREAM_RETRY_INITIAL_S": "0.3",
+        "HOOKSTREAM_RETRY_MAX_S": "3",
+        "HOOKSTREAM_RETRY_MAX_ATTEMPTS": "4",
+        "HOOKSTREAM_PROCESSOR_SHUTDOWN_TIMEOUT_S": "10",
+        "HOOKSTREAM_API_BASE_URL": api_url or "http://127.0.0.1:9",  # nothing listens: no API expected
+        "HOOKSTREAM_API_KEY": API_KEY,
+        "HOOKSTREAM_API_MAX_RETRIES": "2",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], ledger_url: str) -> Settings:
+    """This test's topics on the real broker, on the SQLite and the Postgres ledger (upgraded)."""
+    s = make_settings(database_url=ledger_url)
+    ensure_topics(s, list(TOPICS))
+    ledger = Ledger(ledger_url)
+    try:
+        ledger.upgrade()
+    finally:
+        ledger.close()
+    return s
+
+
+@pytest.fixture
+def e2e_settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Settings for end-to-end runs through sandbox and receiver: SQLite ledger (upgraded)."""
+    s = make_settings()
+    ensure_topics(s, list(TOPICS))
+    ledger = Ledger(s.database_url)
+    try:
+        ledger.upgrade()
+    finally:
+        ledger.close()
+    return s
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Iterator[Ledger]:
+    books = Ledger(settings.database_url)
+    try:
+        yield books
+    finally:
+        books.close()
+
+
+@pytest.fixture
+def e2e_ledger(e2e_settings: Settings) -> Iterator[Ledger]:
+    books = Ledger(e2e_settings.database_url)
+    try:
+        yield books
+    finally:
+        books.close()
+
+
+@pytest.fixture
+def feed(settings: Settings) -> Iterator[Feed]:
+    f = Feed(settings)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture
+def start_processor(processes: Processes) -> Callable[..., Running]:
+    def start(name: str, settings: Settings, api_url: str | None = None, **env: str) -> Running:
+        proc = processes.start(["process", name], processor_env(settings, api_url, **env), name=name,
+                               ready_text='"processor.ready"', timeout=60)
+        line = next(ln for ln in proc.output().splitlines() if '"processor.http"' in ln)
+        return Running(proc, int(json.loads(line)["port"]), name)
+
+    return start
+
+
+@dataclass
+class Sandbox:
+    proc: Proc
+    base: str
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.base + path, headers={"x-api-key": API_KEY}, timeout=30, **kwargs)
+
+    def control(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = httpx.request(method, f"{self.base}/_sandbox/{path}", timeout=30, **kwargs)
+        assert reply.status_code < 300, reply.text
+        return reply.json()
+
+    def trigger(self, kind: str, **body: Any) -> Any:
+        return self.control("POST", f"trigger/{kind}", json=body)
+
+    def deliveries(self, event_type: str) -> list[dict[str, Any]]:
+        return self.control("GET", f"deliveries?event_type={event_type}")
+
+    def delivered(self, event_type: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until `count` deliveries of `event_type` were answered 200 by the receiver."""
+        return wait_until(lambda: (ok := [d for d in self.deliveries(event_type) if d["outcome"] == "ok"])
+                          and len(ok) >= count and ok, f"{count} delivered {event_type}")
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        return self.control("GET", f"calls?path={path}")
+
+
+@pytest.fixture
+def start_pipeline(processes: Processes, tmp_path: Path) -> Callable[..., Sandbox]:
+    """`hookstream ingest` (optionally with an authorization policy) and `hookstream sandbox`
+    delivering to it, in generation A or B."""
+
+    def start(settings: Settings, generation: str = "B", policy: str | None = None,
+              amounts: str = "number") -> Sandbox:
+        ingest_port, sandbox_port = free_port(), free_port()
+        env = {"HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+               "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+               "HOOKSTREAM_WEBHOOK_KEYS": WEBHOOK_KEY,
+               "HOOKSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
+               "HOOKSTREAM_DATABASE_URL": settings.database_url}
+        if policy:
+            env["HOOKSTREAM_AUTHORIZATION_POLICY"] = policy
+        processes.start(["ingest", "--port", str(ingest_port)], env, name="ingest",
+                        ready_url=f"http://127.0.0.1:{ingest_port}/readyz", timeout=60)
+        base = f"http://127.0.0.1:{sandbox_port}"
+        proc = processes.start(
+            ["sandbox", "--port", str(sandbox_port), "--generation", generation, "--amounts", amounts,
+             "--webhook-url", f"http://127.0.0.1:{ingest_port}/webhooks/cryptomate", "--webhook-key", WEBHOOK_KEY],
+            {}, name="sandbox", ready_url=f"{base}/_sandbox/healthz", timeout=60)
+        return Sandbox(proc, base)
+
+    return start
+
+
+def fund(ledger: Ledger, account: str, amount: str, *, cards: dict[str, str | None] | None = None,
+         wallets: tuple[str, ...] = ()) -> None:
+    """Open `account` with `amount`, link cards (card → approval method) and wallets to it."""
+    with ledger.unit_of_work() as uow:
+        uow.ensure_account(account)
+        if Decimal(amount):
+            uow.credit(account, Decimal(amount), f"seed:{account}", memo="seed")
+        for card, method in (cards or {}).items():
+            uow.link_card(card, account, approval_method=method)
+        for wallet in wallets:
+            uow.link_wallet(wallet, account)
+
+
+def balance(ledger: Ledger, account: str) -> tuple[Decimal, Decimal, Decimal]:
+    with ledger.unit_of_work(read_only=True) as uow:
+        b = uow.balance(account)
+        return b.balance, b.held, b.available

@@ -1,0 +1,133 @@
+"""`hookstream process cards` on the real broker, SQLite and Postgres, both envelope generations.
+
+Holds are placed in the ledger as the receiver's ledger policy does (same call, same keys), and the
+authorization and follow-up records are written to the topic as the receiver writes them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import text
+
+from card_program.conftest import balance, card_data, envelope, fund, wait_until
+from hookstream.schemas import headers as h
+from hookstream.schemas.envelope import parse_envelope
+from hookstream.schemas.routing import dedup_key
+
+GENERATIONS = pytest.mark.parametrize("gen", ["A", "B"])
+# Generation A traffic names a settlement CLEARING/SUCCESS ([OBS]); generation B says cleared.
+CLEARED = {"A": ("clearing", "success"), "B": ("cleared", "success")}
+
+
+def hold(ledger, card: str, operation_id: str, amount: str, gen: str) -> bytes:
+    """The receiver's approval: the hold, and the authorization record it publishes."""
+    body = envelope(gen, "cards", "authorization", "pending", operation_id, card_data(card, amount))
+    with ledger.unit_of_work() as uow:
+        account = uow.card_state(card).account_id
+        assert uow.place_hold(account, card, operation_id, D(amount), dedup_key(parse_envelope(body)),
+                              memo="authorization").reason == "ok"
+    return body
+
+
+def approved() -> dict[str, str]:
+    return {h.RESPONSE_CODE: "00", h.DECISION_REASON: "approved"}
+
+
+def postings(ledger, account: str) -> list[tuple[str, D]]:
+    with ledger.unit_of_work(read_only=True) as uow:
+        return [(p.kind, p.amount) for p in uow.statement(account)]
+
+
+@GENERATIONS
+def test_cleared_captures_the_hold_and_a_redelivery_never_moves_money_twice(
+        gen, settings, ledger, feed, start_processor):
+    fund(ledger, "acct-1", "100.00", cards={"crd_a": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    settle, status = CLEARED[gen]
+
+    auth = hold(ledger, "crd_a", "life_1", "42.50", gen)
+    feed.send(auth, **approved())
+    cleared = envelope(gen, "cards", settle, status, "life_1", card_data("crd_a", "42.50"))
+    feed.send(cleared)
+    wait_until(lambda: cards.outcome("ok") >= 2, "authorization and settlement handled")
+    assert balance(ledger, "acct-1") == (D("57.50"), D("0.00"), D("57.50"))
+
+    # The final amount may differ from the hold (tips, FX): the cleared amount is what leaves.
+    feed.send(hold(ledger, "crd_a", "life_2", "30.00", gen))
+    feed.send(envelope(gen, "cards", settle, status, "life_2", card_data("crd_a", "31.25")))
+    wait_until(lambda: cards.outcome("ok") >= 4, "second settlement handled")
+    assert balance(ledger, "acct-1") == (D("26.25"), D("0.00"), D("26.25"))
+
+    # Redelivered settlements (the platform retries, the receiver may publish twice).
+    feed.send(cleared)
+    feed.send(auth, **approved())
+    wait_until(lambda: cards.outcome("duplicate") >= 2, "redeliveries handled")
+    assert balance(ledger, "acct-1") == (D("26.25"), D("0.00"), D("26.25"))
+    assert [k for k, _ in postings(ledger, "acct-1")] == ["credit", "hold", "capture", "hold", "capture"]
+    assert postings(ledger, "acct-1")[-1] == ("capture", D("31.25"))
+    assert cards.metric("hookstream_ledger_unmatched_total") == 0
+
+
+@GENERATIONS
+def test_reversal_releases_refund_credits_and_an_unknown_hold_is_counted_not_fatal(
+        gen, settings, ledger, feed, start_processor):
+    fund(ledger, "acct-1", "100.00", cards={"crd_a": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+
+    feed.send(hold(ledger, "crd_a", "life_1", "20.00", gen))
+    assert balance(ledger, "acct-1") == (D("100.00"), D("20.00"), D("80.00"))
+    feed.send(envelope(gen, "cards", "reversal", "success", "life_1", card_data("crd_a", "20.00")))
+    feed.send(envelope(gen, "cards", "refund", "success", "rfd_1", card_data("crd_a", "10.00")))
+    # Declined by the receiver itself: no hold was ever placed, nothing to release, nothing unmatched.
+    feed.send(envelope(gen, "cards", "declined", "failed" if gen == "A" else "success", "life_9",
+                       card_data("crd_a", "500.00")))
+    wait_until(lambda: cards.handled() >= 4, "reversal, refund and decline handled")
+    assert balance(ledger, "acct-1") == (D("110.00"), D("0.00"), D("110.00"))
+    assert cards.metric("hookstream_ledger_unmatched_total") == 0
+
+    # A settlement for a card nobody linked, and a reversal of a hold that never existed.
+    settle, status = CLEARED[gen]
+    feed.send(envelope(gen, "cards", settle, status, "life_x", card_data("crd_stranger", "5.00")))
+    feed.send(envelope(gen, "cards", "reversal", "success", "life_y", card_data("crd_a", "7.77")))
+    wait_until(lambda: cards.metric("hookstream_ledger_unmatched_total") >= 2, "unmatched events counted")
+    assert cards.metric("hookstream_ledger_unmatched_total", event_type=settle) == 1
+    assert cards.metric("hookstream_ledger_unmatched_total", event_type="reversal") == 1
+    assert cards.outcome("dead_lettered") == 0
+
+    # Still alive and still settling.
+    feed.send(envelope(gen, "cards", "refund", "success", "rfd_2", card_data("crd_a", "1.00")))
+    wait_until(lambda: balance(ledger, "acct-1")[0] == D("111.00"), "refund after the unmatched events")
+    assert cards.healthy()
+    outcomes = dict(settings_query(settings, "SELECT dedup_key, outcome FROM inbox WHERE processor = 'cards'"))
+    assert sorted(o for o in outcomes.values() if o != "ok") == ["nothing_held", "unmatched", "unmatched"]
+
+
+@GENERATIONS
+def test_settlement_under_another_operation_id_finds_the_hold_by_alias_or_its_unique_amount(
+        gen, settings, ledger, feed, start_processor):
+    fund(ledger, "acct-1", "100.00", cards={"crd_a": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    settle, status = CLEARED[gen]
+
+    hold(ledger, "crd_a", "life_evt_abc", "12.00", gen)
+    hold(ledger, "crd_a", "life_evt_def", "8.00", gen)
+    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` matches only by its amount.
+    feed.send(envelope(gen, "cards", settle, status, "txn_abc", card_data("crd_a", "12.00")))
+    feed.send(envelope(gen, "cards", "reversal", "success", "other_9", card_data("crd_a", "8.00")))
+    wait_until(lambda: cards.outcome("ok") >= 2, "both follow-ups handled")
+    assert balance(ledger, "acct-1") == (D("88.00"), D("0.00"), D("88.00"))
+    assert [e["hold_operation_id"] for e in cards.log_events("cards.hold_matched_by_amount")] == ["life_evt_def"]
+    assert cards.metric("hookstream_ledger_unmatched_total") == 0
+
+
+def settings_query(settings, sql: str) -> list[tuple]:
+    from hookstream.ledger.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()

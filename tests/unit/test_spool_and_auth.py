@@ -1,0 +1,84 @@
+"""The spool's durability format, the key ring and the timestamp window: no broker needed."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+import pytest
+
+from hookstream.ingest.auth import KeyRing, timestamp_fresh
+from hookstream.ingest.spool import Spool, SpooledRecord, SpoolFull
+
+
+def _record(i: int) -> SpooledRecord:
+    return SpooledRecord("topic", f"k{i}".encode(), b'{"v":%d}' % i, [("hs-a", b"1"), ("hs-b", b"\x00\xff")])
+
+
+def test_spooled_records_survive_a_restart_byte_for_byte(tmp_path):
+    spool = Spool(tmp_path, 1 << 20)
+    for i in range(3):
+        spool.append(_record(i))
+    spool.close()
+    reopened = Spool(tmp_path, 1 << 20)
+    assert reopened.depth == 3
+    claimed = list(reopened.claim_segments())
+    assert [r for _, records in claimed for r in records] == [_record(i) for i in range(3)]
+
+
+def test_a_torn_tail_is_ignored_and_earlier_records_are_kept(tmp_path):
+    spool = Spool(tmp_path, 1 << 20)
+    spool.append(_record(0))
+    spool.append(_record(1))
+    spool.close()
+    [segment] = tmp_path.glob("*.seg")
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-5])  # the process died mid-write of the second record
+    records = [r for _, rs in Spool(tmp_path, 1 << 20).claim_segments() for r in rs]
+    assert records == [_record(0)]
+
+
+def test_the_spool_refuses_records_past_its_bound(tmp_path):
+    spool = Spool(tmp_path, 4096)
+    with pytest.raises(SpoolFull):
+        for i in range(1000):
+            spool.append(_record(i))
+    assert 0 < spool.bytes <= 4096
+
+
+def test_forwarded_segments_are_deleted_and_the_depth_follows(tmp_path):
+    spool = Spool(tmp_path, 1 << 20)
+    spool.append(_record(0))
+    spool.seal()
+    for path, records in spool.claim_segments():
+        spool.done(path, len(records))
+    assert spool.depth == 0 and list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_segment_being_written_is_not_forwarded(tmp_path):
+    writer = Spool(tmp_path, 1 << 20)
+    writer.append(_record(0))
+    other = Spool(tmp_path, 1 << 20)  # another receiver sharing the directory
+    assert list(other.claim_segments()) == []  # locked by its writer
+    writer.seal()
+    assert len(list(other.claim_segments())) == 1
+
+
+def test_key_ring_accepts_any_configured_key_only():
+    ring = KeyRing([SecretStr("old-key-000000001"), SecretStr("new-key-000000002")])
+    assert ring.verify("old-key-000000001") and ring.verify("new-key-000000002")
+    for wrong in (None, "", "old-key-00000000", "old-key-0000000011", "NEW-KEY-000000002"):
+        assert not ring.verify(wrong)
+
+
+def test_key_ring_without_keys_refuses_to_start():
+    with pytest.raises(ValueError):
+        KeyRing([])
+
+
+@pytest.mark.parametrize("header, ok", [(None, True), ("1000000", True), ("999999", True), ("700000", True),
+                                        ("699999", False), ("1300001", False), ("soon", False)])
+def test_timestamp_window_is_milliseconds_either_side(header, ok):
+    assert timestamp_fresh(header, window_s=300, now_s=1000.0) is ok
+
+
+def test_timestamp_window_zero_turns_the_check_off():
+    assert timestamp_fresh("1", window_s=0, now_s=1e9)

@@ -139,7 +139,7 @@ def test_probes_hit_the_endpoints_each_role_serves_on_the_port_it_listens_on(ren
         args = container["args"]
         if args[0] == "ingest":
             assert ports["http"] == int(args[args.index("--port") + 1])
-            expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+            expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/healthz"}
         else:
             assert args[0] == "process"
             assert ports["http"] == int(config["HOOKSTREAM_PROCESSOR_HTTP_PORT"])

@@ -36,7 +36,8 @@ def _echo(line: str) -> None:
               help="Use this running broker instead of starting one; topics get a per-run prefix "
                    "(dev-<run id>.) so runs never see each other's records.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where logs, the SQLite ledger, the spool and broker data go. Default: var/dev/<run id>.")
+              help="Where logs, the SQLite ledger, the spool and broker data go (an existing directory is "
+                   "never deleted). Default: var/dev/<run id>.")
 def dev(scenario_only: bool, no_scenario: bool, generation: str, keep: bool, kafka_bootstrap: str | None,
         run_dir: Path | None) -> None:
     """Start the local Kafka broker, topics, a SQLite ledger, the sandbox, the receiver and all five
@@ -49,6 +50,7 @@ def dev(scenario_only: bool, no_scenario: bool, generation: str, keep: bool, kaf
         raise click.UsageError("--scenario-only and --no-scenario exclude each other")
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir = (run_dir or Path("var/dev") / run_id).resolve()
+    keep = keep or run_dir.exists()  # never delete a directory this run did not create
     run_dir.mkdir(parents=True, exist_ok=True)
     sys.exit(_run(run_dir, run_id, scenario_only=scenario_only, no_scenario=no_scenario,
                   generation=generation.upper(), keep=keep, kafka_bootstrap=kafka_bootstrap))

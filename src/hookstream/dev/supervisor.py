@@ -151,12 +151,13 @@ class Supervisor:
         """Stop every child: all but `last` together, then the `last` names one by one, in order."""
         early = [c for c in self.children if c.name not in last]
         self.stop_group(early)
+        for child in early:
+            self.echo(f"stopped {child.name} pid={child.pid} exit={child.popen.returncode}")
         for name in last:
             for child in self.children:
                 if child.name == name:
                     self.stop(child)
-        for child in self.children:
-            self.echo(f"stopped {child.name} pid={child.pid} exit={child.popen.returncode}")
+                    self.echo(f"stopped {child.name} pid={child.pid} exit={child.popen.returncode}")
 
 
 def _signal_group(pid: int, sig: int) -> None:

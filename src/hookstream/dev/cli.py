@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-EXIT_OK, EXIT_SCENARIO_FAILED, EXIT_STACK_FAILED = 0, 1, 2
+EXIT_OK, EXIT_SCENARIO_FAILED, EXIT_STACK_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
 SUMMARY_EVERY_S = 2.0
 
 
@@ -85,14 +85,15 @@ def _run(run_dir: Path, run_id: str, *, scenario_only: bool, no_scenario: bool, 
         probe = Probe(stack.settings(), endpoints, scenario.ACCOUNTS, scenario.CARDS, stack.processors)
         live = Live(_echo, SUMMARY_EVERY_S)
         if not no_scenario:
-            code = _play(probe, live, stop.is_set)
+            code = _play(probe, live, stop.is_set, stack.broken)
         if not scenario_only:
             code = _watch(stack, probe, live, stop) or code
     except ChildFailed as exc:
         _echo(f"stack failed: {exc}")
         code = EXIT_STACK_FAILED
     except KeyboardInterrupt:
-        pass  # a signal during start-up or the scenario: stop below
+        # A signal during start-up or the scenario: stop below. An interrupted check did not pass.
+        code = EXIT_INTERRUPTED if scenario_only else code
     finally:
         if probe is not None:
             probe.close()
@@ -107,17 +108,19 @@ def _run(run_dir: Path, run_id: str, *, scenario_only: bool, no_scenario: bool, 
     return code
 
 
-def _play(probe: Any, live: Any, should_stop: Any) -> int:
+def _play(probe: Any, live: Any, should_stop: Any, broken: Any) -> int:
     """Play the scenario and print the expected-state table; the exit code it deserves."""
+    import httpx
+
     from hookstream.dev import scenario
     from hookstream.dev.driver import Driver, ScenarioFailed, result_table
 
-    driver = Driver(probe, live, _echo, should_stop)
+    driver = Driver(probe, live, _echo, should_stop, broken)
     started = time.monotonic()
     try:
         driver.play()
         passed, snap = driver.verify()
-    except ScenarioFailed as exc:
+    except (ScenarioFailed, httpx.HTTPError) as exc:
         _echo(f"scenario failed: {exc}")
         passed, snap = False, probe.snapshot()
     finally:
@@ -133,10 +136,9 @@ def _watch(stack: Any, probe: Any, live: Any, stop: threading.Event) -> int:
     _echo("running; Ctrl-C stops everything")
     live.show(probe.snapshot(), force=True)
     while not stop.wait(SUMMARY_EVERY_S / 2):
-        dead = stack.supervisor.failed() if stack.supervisor else []
-        if dead:
-            for child in dead:
-                _echo(f"{child.name} exited {child.popen.returncode}; log tail:\n{child.tail()}")
+        dead = stack.broken()
+        if dead is not None:
+            _echo(f"stack failed: {dead}")
             return EXIT_STACK_FAILED
         live.show(probe.snapshot())
     return EXIT_OK

@@ -42,7 +42,9 @@ class Live:
 
 class Driver:
     def __init__(self, probe: Probe, live: Live, echo: Callable[[str], None],
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 broken: Callable[[], str | None] = lambda: None) -> None:
+        self.broken = broken  # what died in the stack, if anything: no point waiting then
         self.probe = probe
         self.live = live
         self.echo = echo
@@ -109,6 +111,8 @@ class Driver:
                 return snap
             if self.should_stop():
                 raise KeyboardInterrupt
+            if (dead := self.broken()) is not None:
+                raise ScenarioFailed(f"{what}: {dead}")
             if time.monotonic() >= deadline:
                 failing = "; ".join(f"{c.label}: expected {c.expected}, got {c.actual(snap)}"
                                     for c in checks if not c.holds(snap))

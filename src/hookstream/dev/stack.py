@@ -170,6 +170,11 @@ class Stack:
         if code != 0:
             raise ChildFailed(f"{child.name} exited {code}:\n{child.tail()}")
 
+    def broken(self) -> str | None:
+        """Which long-running part exited on its own (with its log tail), or None."""
+        dead = self.supervisor.failed() if self.supervisor else []
+        return "; ".join(f"{c.name} exited {c.popen.returncode}:\n{c.tail()}" for c in dead) or None
+
     # --- stop ------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Everything but the broker together (processors drain), then the broker."""

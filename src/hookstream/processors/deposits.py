@@ -37,7 +37,9 @@ class DepositsProcessor(Processor):
             ctx.uow.set_outcome(ctx.processor, event.dedup_key, "recorded_not_success")
             return
         try:
-            credit = credit_for(event.product, data.amount, getattr(data, "net_amount", None))
+            # ramp_on documents no net amount (its `amount` is what was credited on chain).
+            net = data.net_amount if isinstance(data, Deposit) else None
+            credit = credit_for(event.product, data.amount, net)
         except ValueError as exc:
             raise PermanentError(str(exc)) from None
         account = ctx.uow.account_for_wallet(data.wallet_id)

@@ -145,7 +145,8 @@ class Runtime:
                 self._polled_at = self.clock()
                 for tp, records in batch.items():
                     if self._stopping or self._broken:
-                        break
+                        consumer.seek(tp, records[0].offset)  # not handled: fetch them again
+                        continue
                     self._handle_partition(tp, records)
                 self._flush()
                 self._observe_lag()
@@ -176,10 +177,10 @@ class Runtime:
             self.log.info("processor.stopped", committed="all handled")
 
     def _poll_timeout_ms(self) -> int:
-        wait = IDLE_POLL_S
-        if self._retry:
-            wait = min(wait, max(0.0, min(s.resume_at for s in self._retry.values()) - self.clock()))
-        return int(wait * 1000)
+        # Wake up for the next partition due to resume; ones already resumed just wait for records.
+        now = self.clock()
+        upcoming = [s.resume_at - now for s in self._retry.values() if s.resume_at > now]
+        return int(min([IDLE_POLL_S, *upcoming]) * 1000)
 
     # --- rebalance ------------------------------------------------------------------------------
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -219,6 +220,7 @@ class Runtime:
 
     def _handle_partition(self, tp: TopicPartition, records: list[Any]) -> None:
         for record in records:
+            self.health.beat()  # a long batch is progress; a handler hanging past the stall is not
             if self.clock() - self._polled_at > POLL_BUDGET_S:
                 # Slow handlers: poll again long before max.poll.interval.ms would evict us; the
                 # rest of this fetch is read again from here.
@@ -231,8 +233,11 @@ class Runtime:
                     return  # paused: the rest of this fetch is re-read after the backoff
                 if record.offset != state.offset:
                     del self._retry[tp]  # someone else moved this partition on while we waited
-            if self._broken or not self._handle_record(tp, record):
+            if self._broken:
+                self._consumer.seek(tp, record.offset)  # type: ignore[union-attr]  # re-read later
                 return
+            if not self._handle_record(tp, record):
+                return  # paused and sought back to this record
             if self._txn is not None and self.clock() - self._txn[2] > BATCH_MAX_S:
                 self._flush()  # slow handlers: do not hold the ledger transaction (and its locks) long
             if self._stopping:

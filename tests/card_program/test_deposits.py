@@ -29,20 +29,23 @@ def test_deposits_credit_the_linked_account_once_and_top_up_cards_show_its_avail
     small = envelope("B", "cards", "deposit", "success", "0xsmall",
                      {"wallet_id": "wlt_1", "amount": "5.00", "transaction_hash": "0xsmall"})
     sandbox.trigger("raw", body=json.loads(small))
+    ramp = envelope("B", "virtual_wallets", "ramp_on", "success", "wf_ramp",
+                    {"wallet_id": "wlt_1", "amount": "20.00", "source_amount": "20.00", "source_currency": "USD"})
+    sandbox.trigger("raw", body=json.loads(ramp))
     sandbox.trigger("deposit", product="virtual_wallets", wallet_id="wlt_nobody", amount="50.00")
 
-    wait_until(lambda: deposits.handled() >= 5, "five deposit records handled")
-    assert balance(ledger, "acct-1") == (D("127.33"), D("10.00"), D("117.33"))
+    wait_until(lambda: deposits.handled() >= 6, "six deposit records handled")
+    assert balance(ledger, "acct-1") == (D("147.33"), D("10.00"), D("137.33"))
     assert deposits.outcome("duplicate") == 1
     assert deposits.metric("hookstream_ledger_unmatched_total", event_type="deposit") == 1
     assert [D(e["amount"]) for e in deposits.log_events("deposits.unmatched")] == [D("50.00")]
     assert [e["credited"] for e in deposits.log_events("deposits.amount_rounded")] == ["12.33"]
 
     card = wait_until(lambda: (c := sandbox.control("GET", "balances")["cards"]["crd_topup"])
-                      and D(str(c["virtual_balance"])) == D("117.33") and c, "TOP_UP virtual balance")
+                      and D(str(c["virtual_balance"])) == D("137.33") and c, "TOP_UP virtual balance")
     assert D(str(card["virtual_balance"])) == balance(ledger, "acct-1")[2]
     calls = sandbox.calls("/virtual-balance")
     assert {c["path"].split("/")[3] for c in calls} == {"crd_topup"}, "only TOP_UP cards are overridden"
-    assert [D(str(c["body"]["virtual_balance"])) for c in calls] == [D("100.00"), D("112.33"), D("117.33")]
+    assert [D(str(c["body"]["virtual_balance"])) for c in calls] == [D("100.00"), D("112.33"), D("117.33"), D("137.33")]
     first_key = dedup_key(parse_envelope(envelope("B", "virtual_wallets", "deposit", "success", first, {})))
     assert calls[0]["idempotency_key"] == idempotency_key("deposits", first_key, "virtual-balance:crd_topup")

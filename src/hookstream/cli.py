@@ -128,11 +128,13 @@ def topics_create(partitions: int | None, replication_factor: int | None, proces
     from kafka.errors import KafkaError
 
     from hookstream.kafka import ensure_topics
-    from hookstream.schemas.routing import TOPICS
+    from hookstream.schemas.routing import DLQ_PARTITIONS, TOPICS, dlq_topic
 
-    names = list(TOPICS) + [f"hookstream.{p}.dlq" for p in processors]
     try:
-        result = ensure_topics(get_settings(), names, partitions, replication_factor)
+        result = ensure_topics(get_settings(), list(TOPICS), partitions, replication_factor)
+        if processors:
+            result |= ensure_topics(get_settings(), [dlq_topic(p) for p in processors], DLQ_PARTITIONS,
+                                    replication_factor)
     except KafkaError as exc:
         raise click.ClickException(f"Kafka at {get_settings().kafka_bootstrap}: {exc}") from None
     for topic, state in sorted(result.items()):

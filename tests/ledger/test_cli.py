@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from hookstream.cli import main
 
 
+from hookstream.ledger.migrations import LATEST, MIGRATIONS
+
+
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.output
@@ -20,10 +23,11 @@ def run(*args: str) -> tuple[int, str]:
 
 def test_db_upgrade_creates_the_schema_once_and_reports_it(ledger_url: str) -> None:
     code, out = run("db", "upgrade", "--database-url", ledger_url)
-    assert code == 0 and "applied 1:" in out and "version 1 (upgraded from version 0)" in out
+    assert code == 0 and all(f"applied {m.version}:" in out for m in MIGRATIONS)
+    assert f"version {LATEST} (upgraded from version 0)" in out
     code, out = run("db", "upgrade", "--database-url", ledger_url)
     assert code == 0 and "already up to date" in out
-    assert run("db", "version", "--database-url", ledger_url) == (0, "applied 1, expected 1\n")
+    assert run("db", "version", "--database-url", ledger_url) == (0, f"applied {LATEST}, expected {LATEST}\n")
 
 
 def test_link_credit_balance_and_statement_round_trip(ledger_url: str) -> None:

@@ -178,8 +178,11 @@ def attempts(tmp_path: Path) -> list[tuple[str, int, float, int]]:
     return out
 
 
-def committed(settings: Settings, group: str = GROUP) -> dict[int, int]:
+def committed(settings: Settings, processor: str = "sample") -> dict[int, int]:
     """The group's committed offsets on the deposits topic, by partition."""
+    from hookstream.processors.runtime import group_id
+
+    group = group_id(processor, settings)
     admin = make_admin(settings)
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})

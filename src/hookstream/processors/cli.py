@@ -62,7 +62,7 @@ def _run(cls: Any) -> int:
     processor = cls(settings)
     log = get_logger("hookstream.processor", processor=processor.name)
     health = Health()
-    server = serve(health, settings.processor_http_port)
+    server = serve(health, settings.processor_http_port, settings.processor_http_host)
     log.info("processor.http", port=server.server_address[1], paths=["/healthz", "/metrics"])
     runtime = Runtime(processor, settings, health=health)
 

@@ -10,6 +10,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from hookstream.kafka import ensure_topics
+from hookstream.schemas.routing import DLQ_PARTITIONS, dlq_topic
 from hookstream.processors.errors import Failure
 from hookstream.schemas import headers as h
 from hookstream.settings import Settings
@@ -22,9 +23,7 @@ DLQ_HEADERS = frozenset({
 SEND_TIMEOUT_S = 30.0
 
 
-def dlq_name(processor: str) -> str:
-    """The logical dead-letter topic of a processor (pass it through `settings.topic()`)."""
-    return f"hookstream.{processor}.dlq"
+dlq_name = dlq_topic  # the logical dead-letter topic of a processor (pass it through `settings.topic()`)
 
 
 def ensure_dlq(settings: Settings, processor: str) -> str:
@@ -33,7 +32,7 @@ def ensure_dlq(settings: Settings, processor: str) -> str:
     One partition: dead letters are few, and one partition gives them a total order, so an
     offset alone names a dead letter (`hookstream dlq show NAME --offset N`).
     """
-    ensure_topics(settings, [dlq_name(processor)], partitions=1)
+    ensure_topics(settings, [dlq_name(processor)], partitions=DLQ_PARTITIONS)
     return settings.topic(dlq_name(processor))
 
 

@@ -31,7 +31,7 @@ class Health:
         return not self.stopped and self.silent_for() <= self.stall_after_s
 
 
-def serve(health: Health, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve(health: Health, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Start the HTTP server on a daemon thread; `server.server_address[1]` is the bound port."""
 
     class Handler(BaseHTTPRequestHandler):

@@ -31,8 +31,8 @@ class ReplayReport:
 Progress = Callable[[ReplayReport], None]
 
 
-def replay_group(processor: str) -> str:
-    return f"hookstream.{processor}.dlq-replay"
+def replay_group(processor: str, settings: Settings) -> str:
+    return settings.topic(f"hookstream.{processor}.dlq-replay")
 
 
 def replay(
@@ -42,7 +42,7 @@ def replay(
 ) -> ReplayReport:
     """Replay the dead letters of `processor`; see the module docstring for which ones."""
     topic = settings.topic(dlq.dlq_name(processor))
-    consumer = make_consumer(settings, replay_group(processor), role="dlq-replay")
+    consumer = make_consumer(settings, replay_group(processor, settings), role="dlq-replay")
     producer = None if dry_run else make_producer(settings, role="dlq-replay")
     report = ReplayReport(dry_run=dry_run)
     try:

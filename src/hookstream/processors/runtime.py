@@ -27,9 +27,10 @@ from hookstream.processors.dlq import DeadLetters, ensure_dlq
 from hookstream.processors.errors import Failure, classify_error
 from hookstream.processors.health import Health
 from hookstream.processors.retry import Backoff, RetryState, next_retry
+from hookstream.ledger.errors import LedgerTransientError
 from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import parse_envelope
-from hookstream.schemas.routing import dedup_key, parse_data, route_for
+from hookstream.schemas.routing import dedup_key, loggable_operation_id, parse_data, route_for
 from hookstream.settings import Settings
 
 # Bigger polls mean fewer fetch round trips and fewer ledger commits (measured: ~2x events/s over
@@ -58,8 +59,9 @@ class _Staged(NamedTuple):
     extra: dict[str, Any]
 
 
-def group_id(processor: str) -> str:
-    return f"hookstream.{processor}"
+def group_id(processor: str, settings: Settings) -> str:
+    """`hookstream.NAME`, under the topic prefix: prefixed deployments never share a consumer group."""
+    return settings.topic(f"hookstream.{processor}")
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -131,12 +133,12 @@ class Runtime:
         dlq_topic = ensure_dlq(self.settings, self.name)
         producer = make_producer(self.settings, role=f"dlq-{self.name}")
         self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
-        consumer = make_consumer(self.settings, group_id(self.name), role=f"process-{self.name}",
+        consumer = make_consumer(self.settings, group_id(self.name, self.settings), role=f"process-{self.name}",
                                  **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
         self._consumer = consumer
         self._await_topics(consumer)
         consumer.subscribe(self.topics, listener=_Rebalance(self))
-        self.log.info("processor.joining", group=group_id(self.name), topics=self.topics)
+        self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics)
         try:
             while not self._stopping:
                 self.health.beat()
@@ -206,7 +208,7 @@ class Runtime:
         self.log.info("partitions.assigned", partitions=_names(assigned))
         if not self._ready:
             self._ready = True
-            self.log.info("processor.ready", group=group_id(self.name), partitions=_names(assigned))
+            self.log.info("processor.ready", group=group_id(self.name, self.settings), partitions=_names(assigned))
 
     # --- the loop -------------------------------------------------------------------------------
     def _resume_due(self) -> None:
@@ -254,7 +256,7 @@ class Runtime:
         event: Event | None = None
         try:
             envelope = parse_envelope(record.value)
-            log = log.bind(operation_id=envelope.operation_id, event_type=envelope.event_type)
+            log = log.bind(operation_id=loggable_operation_id(envelope), event_type=envelope.event_type)
             if self.event_types is not None and envelope.event_type not in self.event_types:
                 return self._stage(tp, record, "ignored", log, started, headers)
             route = route_for(envelope)
@@ -285,22 +287,14 @@ class Runtime:
 
     @contextmanager
     def _savepoint(self) -> Iterator[Any]:
-        uow = self._uow()
-        # Straight on the driver connection (sqlite3 / psycopg): SQLAlchemy's begin_nested costs
-        # more than the claim itself, and nothing here needs its bookkeeping.
-        driver = uow.connection.connection.driver_connection
-        driver.execute("SAVEPOINT hs_event")
         try:
-            yield uow
-        except BaseException:
-            try:
-                driver.execute("ROLLBACK TO SAVEPOINT hs_event")
-                driver.execute("RELEASE SAVEPOINT hs_event")
-            except Exception as exc:  # noqa: BLE001 — the connection is gone: the batch cannot commit
+            with self._uow().savepoint("hs_event") as uow:
+                yield uow
+        except LedgerTransientError as exc:
+            if "savepoint lost" in str(exc):  # the connection is gone: the batch cannot commit
                 self._broken = True
                 self.log.warning("ledger.savepoint_lost", error=repr(exc))
             raise
-        driver.execute("RELEASE SAVEPOINT hs_event")
 
     def _apply(self, event: Event, log: Any, attempt: int) -> str:
         """The claim and the effect, together, in the batch's ledger transaction."""

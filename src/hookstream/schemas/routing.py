@@ -54,6 +54,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("company_activity", "client_status"): Route(COMPANY, "id", events.ClientStatus),
 }
 
+def dlq_topic(processor: str) -> str:
+    """A processor's dead-letter topic (logical name). One partition: an offset alone names a letter."""
+    return f"hookstream.{processor}.dlq"
+
+
+DLQ_PARTITIONS = 1
+
 # Every topic `hookstream topics create` makes.
 TOPICS: tuple[str, ...] = (
     CARDS_TRANSACTIONS, CARDS_3DS, CARDS_STATUS, DEPOSITS, TREASURY, COMPANY, UNROUTED, QUARANTINE,

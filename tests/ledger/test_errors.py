@@ -9,6 +9,7 @@ import psycopg.errors
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from hookstream.ledger.migrations import MIGRATIONS
 from hookstream.ledger import Ledger, LedgerError, LedgerTransientError, SchemaNotReady
 from hookstream.ledger.errors import is_transient_db_error
 
@@ -43,7 +44,7 @@ def test_postgres_refuses_work_until_db_upgrade_then_upgrade_is_idempotent(postg
     try:
         with pytest.raises(SchemaNotReady, match="hookstream db upgrade"), books.unit_of_work():
             pass
-        assert [m.version for m in books.upgrade()] == [1]
+        assert [m.version for m in books.upgrade()] == [m.version for m in MIGRATIONS]
         assert books.upgrade() == []
         with books.unit_of_work() as uow:
             assert uow.claim("p", "k")

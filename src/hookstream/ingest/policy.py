@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import Future
 
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
-from hookstream.ingest.rules import MerchantRules, rule_violation
+from hookstream.rules import MerchantRules, rule_violation
 from hookstream.ledger import Ledger, LedgerError, UnitOfWork
 from hookstream.logs import get_logger
 from hookstream.schemas.routing import loggable_operation_id

@@ -29,11 +29,7 @@ class ThreeDSProcessor(Processor):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.ttl = timedelta(seconds=settings.three_ds_ttl_s)
-        self.rules = ThreeDSRules(
-            mcc_deny=frozenset(settings.authorization_mcc_deny),
-            country_allow=frozenset(c.upper() for c in settings.authorization_country_allow),
-            max_amount=settings.authorization_max_amount,
-        )
+        self.rules = ThreeDSRules.from_settings(settings)
 
     def deadline(self, event: Event) -> datetime | None:
         data = event.data

@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from hookstream.rules import MerchantRules, rule_violation
+
 USD = frozenset({"USD", "840"})  # the challenge's currency arrives alpha ("USD") or numeric ("840")
 
 
-@dataclass(frozen=True, slots=True)
-class ThreeDSRules:
-    """Merchant rules shared with the authorization policy (HOOKSTREAM_AUTHORIZATION_*)."""
-
-    mcc_deny: frozenset[str] = frozenset()
-    country_allow: frozenset[str] = frozenset()  # upper-case; empty allows every country
-    max_amount: Decimal | None = None
+ThreeDSRules = MerchantRules  # the same merchant rules as the authorization policy (HOOKSTREAM_AUTHORIZATION_*)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +45,9 @@ def decide(facts: ThreeDSFacts, rules: ThreeDSRules) -> Verdict:
         return Verdict(False, "card_not_linked", False)
     if not facts.card_active:
         return Verdict(False, "card_inactive", False)
-    if facts.mcc is not None and facts.mcc in rules.mcc_deny:
-        return Verdict(False, "mcc_denied", False)
-    if rules.country_allow:
-        # Allow lists name countries as the platform sends them ("USA" or "840"): list both forms.
-        if facts.merchant_country is None or facts.merchant_country.upper() not in rules.country_allow:
-            return Verdict(False, "country_not_allowed", False)
-    if usd and rules.max_amount is not None and facts.amount is not None and facts.amount > rules.max_amount:
-        return Verdict(False, "over_transaction_maximum", True)
+    broken = rule_violation(rules, facts.amount if usd else None, facts.mcc, facts.merchant_country)
+    if broken is not None:
+        return Verdict(False, broken, broken == "over_transaction_maximum")
     if usd and facts.amount is not None:
         if facts.available is None or facts.amount > facts.available:
             return Verdict(False, "insufficient_funds", True)

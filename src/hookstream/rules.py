@@ -1,4 +1,4 @@
-"""Merchant and amount rules for card authorizations: pure functions over plain values."""
+"""Merchant and amount rules shared by the authorization and 3DS policies: pure, plain values."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ class MerchantRules:
 
 def rule_violation(rules: MerchantRules, amount: Decimal | None, mcc: str | None,
                    country: str | None) -> str | None:
-    """The name of the first rule the transaction breaks, or None."""
+    """The name of the first rule the transaction breaks, or None.
+
+    `amount` must be USD (or None to skip the maximum); countries are compared as the platform sends
+    them ("USA" or "840"), so an allow list names both forms.
+    """
     if mcc is not None and mcc in rules.mcc_deny:
         return "mcc_denied"
     if rules.country_allow and (country is None or country.upper() not in rules.country_allow):

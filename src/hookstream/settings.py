@@ -104,6 +104,21 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    def to_env(self) -> dict[str, str]:
+        """The HOOKSTREAM_* environment that reproduces these settings in a child process."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, list):
+                value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"HOOKSTREAM_{name.upper()}"] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """The physical topic for a logical topic name."""
         return f"{self.topic_prefix}{name}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,32 +13,21 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 
+from fixtures.feed import Feed
+from fixtures.metrics_text import metric
 from fixtures.processes import Proc, Processes
+from fixtures.waiting import wait_until
 from hookstream.broker import free_port
-from hookstream.kafka import ensure_topics, make_producer
+from hookstream.kafka import ensure_topics
 from hookstream.ledger import Ledger
-from hookstream.schemas import headers as h
-from hookstream.schemas.envelope import parse_envelope
-from hookstream.schemas.routing import TOPICS, dedup_key, loggable_operation_id, partition_key, route_for
+from hookstream.schemas.routing import TOPICS
 from hookstream.settings import Settings
 
 WEBHOOK_KEY = "test-webhook-key-0001"  # make_settings' webhook_keys
 API_KEY = "sandbox-key-level-2"
 WAIT_S = 45.0  # bound on every wait for a process to act
 
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT_S, every: float = 0.2) -> Any:
-    """Poll `condition` until truthy (returned) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 # --- webhook bodies ------------------------------------------------------------------------------
@@ -64,47 +52,11 @@ def card_data(card_id: str, amount: str, **extra: Any) -> dict[str, Any]:
             "merchant_data": {"name": "Acme Coffee", "mcc_code": "5812", "country": "USA"}, **extra}
 
 
-class Feed:
-    """Writes webhook bodies to their topics as the receiver does: body as value, metadata headers."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.producer: KafkaProducer = make_producer(settings, role="test-feed")
-
-    def send(self, body: bytes, **extra_headers: str) -> int:
-        env = parse_envelope(body)
-        route = route_for(env)
-        assert route is not None, f"no route for {env.product}/{env.event_type}"
-        headers = [(h.GENERATION, env.generation.encode()), (h.PRODUCT, env.product.encode()),
-                   (h.EVENT_TYPE, env.event_type.encode()), (h.STATUS, (env.status or "").encode()),
-                   (h.OPERATION_ID, loggable_operation_id(env).encode()),
-                   (h.DEDUP_KEY, dedup_key(env).encode()),
-                   (h.RECEIVED_AT, str(int(time.time() * 1000)).encode())]
-        headers += [(k, v.encode()) for k, v in extra_headers.items()]
-        future = self.producer.send(self.settings.topic(route.topic), value=body,
-                                    key=partition_key(env, route), headers=headers)
-        return future.get(timeout=30).offset
-
-    def close(self) -> None:
-        self.producer.close(timeout=5)
-
 
 # --- processes -----------------------------------------------------------------------------------
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eEinfNa]+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
-    total = 0.0
-    for line in text.splitlines():
-        found = _SAMPLE.match(line)
-        if not found or found.group(1) != name:
-            continue
-        have = dict(_LABEL.findall(found.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(found.group(3))
-    return total
 
 
 @dataclass
@@ -135,10 +87,8 @@ class Running:
 
 
 def processor_env(settings: Settings, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {
-        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_DATABASE_URL": settings.database_url,
+    return {
+        **settings.to_env(),
         "HOOKSTREAM_PROCESSOR_HTTP_PORT": "0",
         "HOOKSTREAM_RETRY_INITIAL_S": "0.3",
         "HOOKSTREAM_RETRY_MAX_S": "3",
@@ -147,9 +97,8 @@ def processor_env(settings: Settings, api_url: str | None = None, **extra: str) 
         "HOOKSTREAM_API_BASE_URL": api_url or "http://127.0.0.1:9",  # nothing listens: no API expected
         "HOOKSTREAM_API_KEY": API_KEY,
         "HOOKSTREAM_API_MAX_RETRIES": "2",
+        **extra,
     }
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from deploy.conftest import render, tool
 from deploy.exprs import (PROCESSORS, RULES, alerts, dashboard_exprs, families, label_names, label_values_query,
                           metric_names, rule_exprs, substitute)
 from fixtures.processes import Processes
+from fixtures.waiting import wait_until
 from hookstream.broker import free_port
 from hookstream.kafka import ensure_topics
 from hookstream.settings import Settings
@@ -43,27 +43,10 @@ DRIVEN = {
 }
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_WEBHOOK_KEYS": ",".join(k.get_secret_value() for k in settings.webhook_keys),
-        "HOOKSTREAM_SPOOL_DIR": str(settings.spool_dir),
-        "HOOKSTREAM_DATABASE_URL": settings.database_url,
-        "HOOKSTREAM_API_BASE_URL": "http://127.0.0.1:9",  # the cards processor calls no API
-        **extra,
-    }
+    # the cards processor calls no API: nothing listens on port 9
+    return {**settings.to_env(), "HOOKSTREAM_API_BASE_URL": "http://127.0.0.1:9", **extra}
 
 
 class Prometheus:
@@ -87,7 +70,7 @@ class Prometheus:
                 return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
-        wait_for(ready, timeout, "prometheus /-/ready")
+        wait_until(ready, "prometheus /-/ready", timeout)
 
     def api(self, path: str, **params: Any) -> Any:
         response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
@@ -196,9 +179,9 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
     def targets_up() -> bool:
         result = prom.api("query", query='up{job=~"hookstream-.*"} == 1')["result"]
         return len(result) == 2
-    wait_for(targets_up, 60, "both hookstream targets up in Prometheus")
-    wait_for(lambda: prom.api("query", query=f'sum(hookstream_processed_total{{processor="{PROCESSOR}"}}) >= 3')
-             ["result"], 90, f"{PROCESSOR} to process the three card events")
+    wait_until(targets_up, "both hookstream targets up in Prometheus", 60)
+    wait_until(lambda: prom.api("query", query=f'sum(hookstream_processed_total{{processor="{PROCESSOR}"}}) >= 3')
+             ["result"], f"{PROCESSOR} to process the three card events", 90)
 
     # 1. Every metric the dashboard and the rules use is exposed by a scraped hookstream process, with its type.
     declared = families()
@@ -251,7 +234,7 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
                 if not prom.api("query", query=substitute(e.expr, processor=PROCESSOR))["result"]:
                     missing.append(e.where)
         return missing
-    wait_for(lambda: not empty_panels(), 60, "dashboard panels with data")
+    wait_until(lambda: not empty_panels(), "dashboard panels with data", 60)
 
     # 4. Prometheus loaded every alert from the rules file and evaluates each without error.
     def evaluated_rules() -> list[dict] | None:
@@ -259,7 +242,7 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
         if all(r["lastEvaluation"] > "2000" for r in rules):  # RFC 3339; never evaluated is year 0001
             return rules
         return None
-    rules = wait_for(evaluated_rules, 30, "every rule evaluated once")
+    rules = wait_until(evaluated_rules, "every rule evaluated once", 30)
     assert sorted(r["name"] for r in rules) == sorted(a["alert"] for a in alerts())
     for rule in rules:
         assert rule["health"] == "ok" and not rule.get("lastError"), rule

@@ -16,17 +16,7 @@ KEY = "test-webhook-key-0001"
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_WEBHOOK_KEYS": ",".join(k.get_secret_value() for k in settings.webhook_keys),
-        "HOOKSTREAM_SPOOL_DIR": str(settings.spool_dir),
-        "HOOKSTREAM_DATABASE_URL": settings.database_url,
-        "HOOKSTREAM_DELIVERY_TIMEOUT_S": str(settings.delivery_timeout_s),
-        "HOOKSTREAM_SPOOL_FORWARD_INTERVAL_S": "0.3",
-    }
-    env.update(extra)
-    return env
+    return {**settings.to_env(), "HOOKSTREAM_SPOOL_FORWARD_INTERVAL_S": "0.3", **extra}
 
 
 @dataclass

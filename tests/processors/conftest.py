@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,33 +12,22 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from sqlalchemy import text
 
+from fixtures.feed import Feed
 from fixtures.processes import Proc, Processes
-from hookstream.kafka import ensure_topics, make_admin, make_producer
+from fixtures.waiting import wait_until
+from hookstream.kafka import ensure_topics, make_admin
 from hookstream.ledger import Ledger
 from hookstream.ledger.engine import SQLITE_BEGIN, make_engine
-from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import DEPOSITS, TOPICS, dedup_key
 from hookstream.settings import Settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 SAMPLE = "processors.sample:SampleProcessor"
-GROUP = "hookstream.sample"
 
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    """Poll `condition` until truthy (returned) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def deposit(op: str, wallet: str = "wal_1", amount: str = "10.00", **extra: Any) -> bytes:
@@ -47,26 +35,6 @@ def deposit(op: str, wallet: str = "wal_1", amount: str = "10.00", **extra: Any)
     return json.dumps({"product": "virtual_wallets", "event_type": "deposit", "operation_id": op,
                        "status": "success", "data": data}).encode()
 
-
-class Feed:
-    """Publishes webhook bodies as the receiver does: body as value, metadata in headers."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.topic = settings.topic(DEPOSITS)
-        self.producer: KafkaProducer = make_producer(settings, role="test-feed")
-
-    def send(self, body: bytes, partition: int | None = None, key: bytes | None = None) -> int:
-        env = parse_envelope(body)
-        headers = [(h.DEDUP_KEY, dedup_key(env).encode()),
-                   (h.RECEIVED_AT, str(int(time.time() * 1000)).encode()),
-                   (h.TRACE_ID, b"trace-test")]
-        key = key if key is not None else str(env.data.get("wallet_id")).encode()
-        return self.producer.send(self.topic, value=body, key=key, partition=partition,
-                                  headers=headers).get(timeout=30).offset
-
-    def close(self) -> None:
-        self.producer.close(timeout=5)
 
 
 @pytest.fixture
@@ -100,22 +68,14 @@ def feed(settings: Settings) -> Iterator[Feed]:
 
 
 def env_for(settings: Settings, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_DATABASE_URL": settings.database_url,
+    return {
+        **settings.to_env(),
         "HOOKSTREAM_PROCESSOR_HTTP_PORT": "0",
-        "HOOKSTREAM_RETRY_INITIAL_S": str(settings.retry_initial_s),
-        "HOOKSTREAM_RETRY_MAX_S": str(settings.retry_max_s),
-        "HOOKSTREAM_RETRY_MAX_ATTEMPTS": str(settings.retry_max_attempts),
-        "HOOKSTREAM_DLQ_MAX_REPLAYS": str(settings.dlq_max_replays),
-        "HOOKSTREAM_PROCESSOR_SHUTDOWN_TIMEOUT_S": str(settings.processor_shutdown_timeout_s),
         "PYTHONPATH": str(TESTS_DIR),
         "SAMPLE_ATTEMPTS_FILE": str(tmp_path / "attempts.txt"),
         "SAMPLE_BROKEN_FILE": str(tmp_path / "broken"),
+        **extra,
     }
-    env.update(extra)
-    return env
 
 
 @dataclass

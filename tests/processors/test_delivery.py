@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hookstream.settings import Settings
-from processors.conftest import GROUP, Feed, Running, committed, deposit, effects, query, sample_key, wait_until
+from processors.conftest import Feed, Running, committed, deposit, effects, query, sample_key, wait_until
 
 
 def _all_once(database_url: str, ops: list[str]) -> bool:
@@ -32,14 +32,14 @@ def test_sigkill_mid_stream_then_restart_applies_every_effect_exactly_once(
     feed.close()
 
     first = start_sample(s, name="first")
-    wait_until(lambda: len(effects(s.database_url)) >= 40, 60, "the first process to be mid-stream")
+    wait_until(lambda: len(effects(s.database_url)) >= 40, "the first process to be mid-stream", 60)
     first.proc.kill()  # SIGKILL: no drain, no commit of what is in hand
     done_before = len(effects(s.database_url))
     assert done_before < len(ops), "the process finished before it could be killed mid-stream"
 
     second = start_sample(s, name="second")
-    wait_until(lambda: _all_once(s.database_url, ops), 90, "every event's effect after the restart")
-    wait_until(lambda: sum(committed(s).values()) == len(ops), 30, "offsets of every event committed")
+    wait_until(lambda: _all_once(s.database_url, ops), "every event's effect after the restart", 90)
+    wait_until(lambda: sum(committed(s).values()) == len(ops), "offsets of every event committed", 30)
     _assert_exactly_once(s.database_url, ops)
     # Anything the killed process applied but had not committed came back and was skipped.
     assert second.outcome("ok") + second.outcome("duplicate") >= len(ops) - done_before
@@ -55,19 +55,19 @@ def test_two_processes_split_partitions_and_one_stopping_loses_and_doubles_nothi
         pa, pb = _assigned(a), _assigned(b)
         return bool(pa) and bool(pb) and not (pa & pb) and len(pa | pb) == s.topic_partitions
 
-    wait_until(split, 60, "the group to split the partitions between both processes")
+    wait_until(split, "the group to split the partitions between both processes", 60)
 
     feed = Feed(s)
     ops = [f"pair-{i}" for i in range(150)]
     for i, op in enumerate(ops):
         feed.send(deposit(op, wallet=f"wal_{i % 11}", test="slow:0.01"))
     feed.close()
-    wait_until(lambda: len(effects(s.database_url)) >= 20, 60, "both processes to be working")
+    wait_until(lambda: len(effects(s.database_url)) >= 20, "both processes to be working", 60)
     assert a.proc.stop(timeout=20) == 0  # SIGTERM while records are in flight
 
-    wait_until(lambda: len(_assigned(b)) == s.topic_partitions, 60, "b to take over every partition")
-    wait_until(lambda: _all_once(s.database_url, ops), 90, "every event's effect")
-    wait_until(lambda: sum(committed(s).values()) == len(ops), 30, "offsets of every event committed")
+    wait_until(lambda: len(_assigned(b)) == s.topic_partitions, "b to take over every partition", 60)
+    wait_until(lambda: _all_once(s.database_url, ops), "every event's effect", 90)
+    wait_until(lambda: sum(committed(s).values()) == len(ops), "offsets of every event committed", 30)
     _assert_exactly_once(s.database_url, ops)
 
 
@@ -80,7 +80,7 @@ def test_sigterm_drains_within_the_bound_and_commits_exactly_the_handled_offsets
         feed.send(deposit(op, wallet=f"wal_{i % 5}", test="slow:0.05"))
     feed.close()
     running = start_sample(s)
-    wait_until(lambda: len(effects(s.database_url)) >= 15, 60, "processing to be under way")
+    wait_until(lambda: len(effects(s.database_url)) >= 15, "processing to be under way", 60)
 
     started = time.monotonic()
     running.proc.signal(signal.SIGTERM)
@@ -114,4 +114,3 @@ def _handled_offsets(database_url: str) -> dict[int, list[int]]:
     return out
 
 
-__all__ = ["GROUP"]

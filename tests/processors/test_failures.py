@@ -28,7 +28,7 @@ def test_transient_failure_retries_with_growing_delays_while_other_partitions_fl
     feed.send(deposit("behind-flaky", wallet="wal_a"), partition=0)
     # Partition 1: a 429 asking for 2 s, far longer than the 0.3 s first backoff.
     feed.send(deposit("rate-limited", wallet="wal_b", test="transient:1:2.0"), partition=1)
-    wait_until(lambda: any(a[0] == "flaky" for a in attempts(tmp_path)), 30, "the first failure")
+    wait_until(lambda: any(a[0] == "flaky" for a in attempts(tmp_path)), "the first failure", 30)
     # Partition 2 keeps flowing while 0 and 1 wait.
     others = [f"other-{i}" for i in range(20)]
     for op in others:
@@ -36,7 +36,7 @@ def test_transient_failure_retries_with_growing_delays_while_other_partitions_fl
 
     everything = ["flaky", "behind-flaky", "rate-limited", *others]
     wait_until(lambda: all(effects(settings.database_url)[sample_key(op)] == 1 for op in everything),
-               60, "every effect, retries included")
+               "every effect, retries included", 60)
 
     log = attempts(tmp_path)
     flaky = [at for op, _, at, _ in log if op == "flaky"]
@@ -65,8 +65,7 @@ def test_past_deadline_events_are_recorded_expired_and_never_retried(
     # Its dependency asks for 5 s, past the event's deadline: expire instead of retrying.
     feed.send(deposit("would-be-late", expires_at=soon, test="transient:9:5"), partition=1)
     feed.send(deposit("on-time"), partition=2)
-    wait_until(lambda: running.outcome("expired") == 2 and running.outcome("ok") == 1, 30,
-               "two expired, one handled")
+    wait_until(lambda: running.outcome("expired") == 2 and running.outcome("ok") == 1, "two expired, one handled", 30)
     assert set(effects(settings.database_url)) == {sample_key("on-time")}
     assert [op for op, *_ in attempts(tmp_path)].count("would-be-late") == 1
     outcomes = dict(query(settings.database_url, "SELECT dedup_key, outcome FROM inbox"))
@@ -75,7 +74,7 @@ def test_past_deadline_events_are_recorded_expired_and_never_retried(
     assert running.outcome("retried") == 0
     # Lag is observed after each batch's offsets are committed, a moment after the outcomes.
     metrics = wait_until(lambda: next((m for m in [running.metrics()] if "hookstream_consumer_lag{" in m), None),
-                         10, "the consumer lag gauge")
+                         "the consumer lag gauge", 10)
     assert 'hookstream_event_age_seconds_count{processor="sample"} 3.0' in metrics
     assert 'hookstream_consumer_lag{partition="0",processor="sample",topic="%s"} 0.0' % settings.topic(DEPOSITS) \
         in metrics
@@ -97,7 +96,7 @@ def test_permanent_failure_dead_letters_whole_and_replay_after_the_fix_applies_o
     (tmp_path / "broken").touch()  # the cause: the sample refuses "permanent" events while it exists
     feed = Feed(s)
     body = deposit("bad", wallet="wal_x", amount="7.00", test="permanent")
-    offset = feed.send(body, partition=1)
+    offset = feed.send(body, partition=1, **{h.TRACE_ID: "trace-test"})  # original headers travel along
     feed.send(deposit("fine", wallet="wal_x"), partition=1)
     feed.close()
     running = start_sample(s)
@@ -113,7 +112,7 @@ def test_permanent_failure_dead_letters_whole_and_replay_after_the_fix_applies_o
     assert (hd[h.ATTEMPTS], hd[h.PROCESSOR]) == ("1", "sample")
     assert int(hd[h.DEAD_LETTERED_AT]) >= int(hd[h.RECEIVED_AT])
     assert hd[h.DEDUP_KEY] == sample_key("bad") and hd[h.TRACE_ID] == "trace-test"
-    wait_until(lambda: effects(s.database_url)[sample_key("fine")] == 1, 30, "the event behind it")
+    wait_until(lambda: effects(s.database_url)[sample_key("fine")] == 1, "the event behind it", 30)
     assert running.outcome("dead_lettered") == 1
     assert effects(s.database_url)[sample_key("bad")] == 0, "the failed attempt's write survived"
 
@@ -135,11 +134,11 @@ def test_permanent_failure_dead_letters_whole_and_replay_after_the_fix_applies_o
     dry = _dlq(s, tmp_path, "replay", "sample", "--since", "1h", "--dry-run")
     assert "would replay 1, refused 1" in dry
     assert "replayed 1, refused 1" in _dlq(s, tmp_path, "replay", "sample", "--since", "1h", "--rate", "5")
-    wait_until(lambda: effects(s.database_url)[sample_key("bad")] == 1, 30, "the replayed effect")
+    wait_until(lambda: effects(s.database_url)[sample_key("bad")] == 1, "the replayed effect", 30)
 
     # Replaying the same dead letter again changes nothing: the inbox calls it a duplicate.
     assert "replayed 1, refused 1" in _dlq(s, tmp_path, "replay", "sample", "--since", "1h")
-    wait_until(lambda: running.outcome("duplicate") == 1, 30, "the second replay counted as duplicate")
+    wait_until(lambda: running.outcome("duplicate") == 1, "the second replay counted as duplicate", 30)
     got = effects(s.database_url)
     assert got[sample_key("bad")] == 1 and got[sample_key("fine")] == 1
     assert len(read_topic(s, DLQ, expect=2, timeout=5)) == 2, "a duplicate must not be dead-lettered"

@@ -102,7 +102,7 @@ class Receiver:
             return await self._quarantine(body, envelope, exc, base)
 
         dedup = dedup_key(envelope)
-        record_headers = _envelope_headers(envelope, dedup) + base
+        record_headers = envelope_headers(envelope, dedup) + base
         key = partition_key(envelope, route)
         topic = self.settings.topic(route.topic)
         metrics.webhooks_received.labels(envelope.product, envelope.event_type).inc()
@@ -185,7 +185,7 @@ class Receiver:
 
     async def _unrouted(self, body: bytes, env: Envelope, base: Headers) -> Response:
         """Authentic, but a product/event type this version does not know: kept, answered 200."""
-        headers = _envelope_headers(env, dedup_key(env)) + base
+        headers = envelope_headers(env, dedup_key(env)) + base
         metrics.webhooks_received.labels("unrouted", "unrouted").inc()
         try:
             await self.publisher.publish(self._topic_unrouted, body, loggable_operation_id(env).encode(), headers,
@@ -200,7 +200,7 @@ class Receiver:
     async def _quarantine(self, body: bytes, env: Envelope | None, exc: EnvelopeError, base: Headers) -> Response:
         """Authentic but invalid: the raw body and the error go to quarantine; answered 400."""
         error = json.dumps({"error": str(exc), "details": exc.errors}, separators=(",", ":"))
-        headers = (_envelope_headers(env, dedup_key(env)) if env is not None else []) + base
+        headers = (envelope_headers(env, dedup_key(env)) if env is not None else []) + base
         headers.append((h.ERROR, error[:4096].encode()))
         metrics.webhooks_received.labels("invalid", "invalid").inc()
         key = loggable_operation_id(env).encode() if env is not None else None
@@ -220,7 +220,8 @@ class Receiver:
         return Response(UNAVAILABLE, status_code=503, media_type=JSON, headers=self._retry_after)
 
 
-def _envelope_headers(env: Envelope, dedup: str) -> Headers:
+def envelope_headers(env: Envelope, dedup: str) -> Headers:
+    """The normalised metadata every published record carries (values are never secrets)."""
     out: Headers = [
         (h.GENERATION, env.generation.encode()),
         (h.PRODUCT, env.product.encode()),

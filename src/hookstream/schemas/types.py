@@ -20,7 +20,7 @@ def to_decimal(value: Any) -> Any:
         try:
             result = Decimal(value.strip())
         except InvalidOperation:
-            raise ValueError(f"not a decimal amount") from None
+            raise ValueError("not a decimal amount") from None
         if not result.is_finite():
             raise ValueError("amount must be finite")
         return result

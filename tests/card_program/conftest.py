@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures.feed import Feed
+from fixtures.feed import upgrade_ledger
 from fixtures.metrics_text import metric
 from fixtures.processes import Proc, Processes
 from fixtures.waiting import wait_until
@@ -106,11 +106,7 @@ def settings(make_settings: Callable[..., Settings], ledger_url: str) -> Setting
     """This test's topics on the real broker, on the SQLite and the Postgres ledger (upgraded)."""
     s = make_settings(database_url=ledger_url)
     ensure_topics(s, list(TOPICS))
-    ledger = Ledger(ledger_url)
-    try:
-        ledger.upgrade()
-    finally:
-        ledger.close()
+    upgrade_ledger(ledger_url)
     return s
 
 
@@ -119,11 +115,7 @@ def e2e_settings(make_settings: Callable[..., Settings]) -> Settings:
     """Settings for end-to-end runs through sandbox and receiver: SQLite ledger (upgraded)."""
     s = make_settings()
     ensure_topics(s, list(TOPICS))
-    ledger = Ledger(s.database_url)
-    try:
-        ledger.upgrade()
-    finally:
-        ledger.close()
+    upgrade_ledger(s.database_url)
     return s
 
 
@@ -144,14 +136,6 @@ def e2e_ledger(e2e_settings: Settings) -> Iterator[Ledger]:
     finally:
         books.close()
 
-
-@pytest.fixture
-def feed(settings: Settings) -> Iterator[Feed]:
-    f = Feed(settings)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,10 @@ import pytest
 from kafka import TopicPartition
 from sqlalchemy import text
 
-from fixtures.feed import Feed
+from fixtures.feed import Feed, upgrade_ledger
 from fixtures.processes import Proc, Processes
 from fixtures.waiting import wait_until
 from hookstream.kafka import ensure_topics, make_admin
-from hookstream.ledger import Ledger
 from hookstream.ledger.engine import SQLITE_BEGIN, make_engine
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import DEPOSITS, TOPICS, dedup_key
@@ -50,21 +49,9 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def ledger_settings(settings: Settings, ledger_url: str) -> Settings:
     """`settings` on the SQLite and the Postgres ledger, schema upgraded (as `hookstream db upgrade`)."""
     s = settings.model_copy(update={"database_url": ledger_url})
-    ledger = Ledger(ledger_url)
-    try:
-        ledger.upgrade()
-    finally:
-        ledger.close()
+    upgrade_ledger(ledger_url)
     return s
 
-
-@pytest.fixture
-def feed(settings: Settings) -> Iterator[Feed]:
-    f = Feed(settings)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def env_for(settings: Settings, tmp_path: Path, **extra: str) -> dict[str, str]:

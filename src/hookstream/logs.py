@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -21,35 +24,53 @@ SENSITIVE_KEYS = frozenset(
 )
 
 _secret_values: set[str] = set()
+_secret_pattern: re.Pattern[str] | None = None
 
 
 def register_secrets(values: Iterable[str]) -> None:
     """Remember secret strings so that they are masked even inside free text."""
+    global _secret_pattern
     for value in values:
         if value and len(value) >= 4:
             _secret_values.add(value)
+            _secret_values.add(json.dumps(value)[1:-1])  # as it appears inside a rendered JSON line
+    if _secret_values:
+        # longest first, so a secret that contains another is masked whole
+        ordered = sorted(_secret_values, key=len, reverse=True)
+        _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _secret_values:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: (REDACTED if _is_sensitive(k) else _scrub(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_scrub(v) for v in value)
-    return value
-
-
+@lru_cache(maxsize=1024)
 def _is_sensitive(key: object) -> bool:
     return isinstance(key, str) and key.lower().replace("-", "_") in SENSITIVE_KEYS
 
 
+def _mask_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (REDACTED if _is_sensitive(k) else _mask_keys(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mask_keys(v) for v in value)
+    return value
+
+
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: mask sensitive keys and any registered secret value."""
-    return {k: (REDACTED if _is_sensitive(k) else _scrub(v)) for k, v in event_dict.items()}
+    """structlog processor: mask the values of sensitive keys, at any depth (in place)."""
+    for key, value in event_dict.items():
+        if _is_sensitive(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, (dict, list, tuple)):
+            event_dict[key] = _mask_keys(value)
+    return event_dict
+
+
+def mask_secrets(_logger: Any, _method: str, line: str) -> str:
+    """structlog processor after rendering: mask registered secrets anywhere in the line.
+
+    One regex pass over the finished line costs less than inspecting every value.
+    """
+    if _secret_pattern is not None and _secret_pattern.search(line):
+        return _secret_pattern.sub(REDACTED, line)
+    return line
 
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
@@ -68,6 +89,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
             structlog.processors.format_exc_info,
             redact,
             renderer,
+            mask_secrets,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),

@@ -28,9 +28,10 @@ def machine() -> str:
             f"Python {platform.python_version()}, {java[0] if java else 'no java'}")
 
 
-def write_section(name: str, body: str) -> None:
+def write_section(name: str, body: str, measured: str | None = None) -> None:
+    """Replace (or append) section `name`; `measured` overrides the date stamp (figures measured earlier)."""
     text = DOC.read_text() if DOC.exists() else HEADER
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = measured or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- bench:{name} -->\n## {name}\n\n_Measured {stamp} on {machine()}._\n\n"
                f"{body.strip()}\n<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import time
 from collections.abc import Callable
@@ -41,8 +42,9 @@ class Decision:
 
 class Policy(Protocol):
     """Called in a worker thread (it may block). A policy may also offer `submit(request) ->
-    concurrent.futures.Future[Decision]` (used instead, e.g. to batch) and
-    `compensate(request, decision)` (undo a decision that arrived after the fallback answer)."""
+    concurrent.futures.Future[Decision]` (used instead, e.g. to batch; a future cancelled before it
+    runs must not be decided) and `compensate(request, decision)` (undo an approval that arrived after
+    the fallback answer; called on the event loop, so it must only queue the work)."""
 
     def __call__(self, request: AuthorizationRequest) -> Decision: ...
 
@@ -82,22 +84,28 @@ class Decider:
         self._compensate: Callable[[AuthorizationRequest, Decision], None] | None = getattr(
             policy, "compensate", None
         )
+        self._threads = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="hookstream-policy")
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         close = getattr(self._policy, "close", None)
         if close is not None:
             close()
 
     async def decide(self, request: AuthorizationRequest, budget_s: float) -> tuple[Decision, float]:
         """The decision and its latency in seconds."""
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         submit = getattr(self._policy, "submit", None)  # a policy that batches hands back a future
-        work = asyncio.wrap_future(submit(request)) if submit else loop.run_in_executor(None, self._policy, request)
+        pending: concurrent.futures.Future[Decision] = (
+            submit(request) if submit else self._threads.submit(self._policy, request)
+        )
+        work = asyncio.wrap_future(pending)
         try:
             decision = await asyncio.wait_for(asyncio.shield(work), budget_s)
         except TimeoutError:
-            work.add_done_callback(lambda f: self._late(request, f))
+            # Not started yet: it never will be (nothing to undo). Already deciding: undo it after.
+            if not pending.cancel():
+                work.add_done_callback(lambda f: self._late(request, f))
             decision = Decision(self._fallback, "timeout")
             metrics.authorization_fallbacks.labels("timeout").inc()
         except Exception as exc:  # noqa: BLE001 - a policy bug must still be answered in time
@@ -118,4 +126,4 @@ class Decider:
         log.warning("authorization.late_decision", operation_id=loggable_operation_id(request.envelope),
                     response_code=decision.response_code)
         if decision.approved and self._compensate is not None:
-            asyncio.get_running_loop().run_in_executor(None, self._compensate, request, decision)
+            self._compensate(request, decision)  # must not block: a policy queues the undo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
 from hookstream.rules import MerchantRules, rule_violation
@@ -21,6 +22,13 @@ INSUFFICIENT_FUNDS = "51"
 MAX_BATCH = 256
 
 _Item = tuple[AuthorizationRequest, "Future[Decision]"]
+MAX_RELEASE_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    request: AuthorizationRequest
+    attempts: int
 
 
 class LedgerPolicy:
@@ -38,7 +46,7 @@ class LedgerPolicy:
         busy_ms = max(50, int(settings.authorization_budget_ms * 0.5))
         self.ledger = Ledger(settings.database_url, busy_timeout_ms=busy_ms, pool_size=2)
         self.rules = MerchantRules.from_settings(settings)
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | _Release | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hookstream-holds", daemon=True)
         self._thread.start()
 
@@ -56,12 +64,12 @@ class LedgerPolicy:
         return self.submit(request).result()
 
     def compensate(self, request: AuthorizationRequest, decision: Decision) -> None:
-        """The approval came after the fallback decline was sent: give the funds back."""
-        with self.ledger.unit_of_work() as uow:
-            result = uow.release_hold(request.data.card_id, request.envelope.operation_id,
-                                      f"{request.dedup_key}:late-release", memo="late decision released")
-        log.warning("authorization.late_hold_released", operation_id=loggable_operation_id(request.envelope),
-                    released=result.applied)
+        """The approval came after the fallback decline was sent: queue the release of its hold.
+
+        Releases run on the deciding thread, in its batches, so they never race decisions for the
+        account's row; a release whose batch fails is queued again.
+        """
+        self._queue.put(_Release(request, attempts=0))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -92,12 +100,23 @@ class LedgerPolicy:
                 batch.append(item)
             self._decide_batch(batch)
 
-    def _decide_batch(self, batch: list[_Item]) -> None:
+    def _decide_batch(self, batch: list[_Item | _Release]) -> None:
         outcomes: list[tuple[Future[Decision], Decision | BaseException]] = []
+        releases: list[_Release] = []
         try:
             with self.ledger.unit_of_work() as uow:
-                for request, future in batch:
-                    if future.done():  # cancelled by its caller
+                for item in batch:
+                    if isinstance(item, _Release):
+                        try:
+                            with uow.savepoint("hs_auth"):
+                                self._release(uow, item.request)
+                            releases.append(item)
+                        except LedgerError as exc:
+                            log.warning("authorization.late_release_failed", error=type(exc).__name__)
+                            self._retry_release(item)
+                        continue
+                    request, future = item
+                    if not future.set_running_or_notify_cancel():  # answered with the fallback already
                         continue
                     try:
                         with uow.savepoint("hs_auth"):
@@ -106,14 +125,34 @@ class LedgerPolicy:
                         outcomes.append((future, exc))
         except Exception as exc:  # noqa: BLE001 - the commit failed: no decision of the batch stands
             log.error("authorization.batch_failed", size=len(batch), error=type(exc).__name__, detail=str(exc))
-            outcomes = [(future, exc) for _, future in batch]
+            outcomes = []
+            for item in batch:
+                if isinstance(item, _Release):
+                    continue
+                future = item[1]
+                if future.running() or (not future.done() and future.set_running_or_notify_cancel()):
+                    outcomes.append((future, exc))
+            for release in releases:
+                self._retry_release(release)
         for future, outcome in outcomes:
-            if future.done():
-                continue
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+    def _retry_release(self, release: _Release) -> None:
+        if release.attempts + 1 >= MAX_RELEASE_ATTEMPTS:
+            log.error("authorization.late_hold_not_released", dedup_key=release.request.dedup_key,
+                      operation_id=loggable_operation_id(release.request.envelope))
+            return
+        self._queue.put(_Release(release.request, release.attempts + 1))
+
+    @staticmethod
+    def _release(uow: UnitOfWork, request: AuthorizationRequest) -> None:
+        result = uow.release_hold(request.data.card_id, request.envelope.operation_id,
+                                  f"{request.dedup_key}:late-release", memo="late decision released")
+        log.warning("authorization.late_hold_released", operation_id=loggable_operation_id(request.envelope),
+                    released=result.applied)
 
     @staticmethod
     def _decide(uow: UnitOfWork, request: AuthorizationRequest) -> Decision:

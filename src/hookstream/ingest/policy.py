@@ -5,11 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
 from hookstream.rules import MerchantRules, rule_violation
-from hookstream.ledger import Ledger, LedgerError, UnitOfWork
+from hookstream.ledger import CardState, Ledger, LedgerError, UnitOfWork
 from hookstream.logs import get_logger
 from hookstream.schemas.routing import loggable_operation_id
 from hookstream.settings import Settings
@@ -20,6 +22,7 @@ APPROVE = "00"
 DO_NOT_HONOUR = "05"
 INSUFFICIENT_FUNDS = "51"
 MAX_BATCH = 256
+POSTGRES_DECIDERS = 4
 
 _Item = tuple[AuthorizationRequest, "Future[Decision]"]
 MAX_RELEASE_ATTEMPTS = 20
@@ -38,17 +41,23 @@ class LedgerPolicy:
     A card not linked yet is linked to `metadata.account` when the authorization carries one.
     Decisions are group-committed: one thread takes every waiting authorization, decides each in
     its own savepoint and commits them together — one fsync for a burst instead of one each, and
-    no writers queueing on the database lock.
+    no writers queueing on the database lock. On SQLite (one writer at a time) one thread does this;
+    on Postgres several do, and every batch takes its account rows in one global order (accounts are
+    looked up first, then decided in account order), so concurrent batches never deadlock.
     """
 
     def __init__(self, settings: Settings) -> None:
         # A lock wait must give up well inside the answer budget, never hold the answer hostage.
         busy_ms = max(50, int(settings.authorization_budget_ms * 0.5))
-        self.ledger = Ledger(settings.database_url, busy_timeout_ms=busy_ms, pool_size=2)
+        sqlite = settings.database_url.startswith("sqlite")
+        workers = 1 if sqlite else POSTGRES_DECIDERS
+        self.ledger = Ledger(settings.database_url, busy_timeout_ms=busy_ms, pool_size=workers + 1)
         self.rules = MerchantRules.from_settings(settings)
         self._queue: queue.SimpleQueue[_Item | _Release | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="hookstream-holds", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"hookstream-holds-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     # --- the Decider's interface ----------------------------------------------------------------
     def submit(self, request: AuthorizationRequest) -> Future[Decision]:
@@ -72,8 +81,10 @@ class LedgerPolicy:
         self._queue.put(_Release(request, attempts=0))
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.ledger.close()
 
     # --- deciding -------------------------------------------------------------------------------
@@ -103,12 +114,14 @@ class LedgerPolicy:
     def _decide_batch(self, batch: list[_Item | _Release]) -> None:
         outcomes: list[tuple[Future[Decision], Decision | BaseException]] = []
         releases: list[_Release] = []
+        # one item: its transaction is its step; several: a savepoint each, so one failure is contained
+        step = (lambda: nullcontext()) if len(batch) == 1 else (lambda: uow.savepoint("hs_auth"))
         try:
             with self.ledger.unit_of_work() as uow:
-                for item in batch:
+                for account, item, card in self._in_account_order(uow, batch):
                     if isinstance(item, _Release):
                         try:
-                            with uow.savepoint("hs_auth"):
+                            with step():
                                 self._release(uow, item.request)
                             releases.append(item)
                         except LedgerError as exc:
@@ -119,8 +132,8 @@ class LedgerPolicy:
                     if not future.set_running_or_notify_cancel():  # answered with the fallback already
                         continue
                     try:
-                        with uow.savepoint("hs_auth"):
-                            outcomes.append((future, self._decide(uow, request)))
+                        with step():
+                            outcomes.append((future, self._decide(uow, request, card, account)))
                     except LedgerError as exc:
                         outcomes.append((future, exc))
         except Exception as exc:  # noqa: BLE001 - the commit failed: no decision of the batch stands
@@ -155,12 +168,22 @@ class LedgerPolicy:
                     released=result.applied)
 
     @staticmethod
-    def _decide(uow: UnitOfWork, request: AuthorizationRequest) -> Decision:
+    def _in_account_order(uow: UnitOfWork, batch: list[_Item | _Release]) -> list[tuple[str, Any, Any]]:
+        """The batch with each item's card state and account, sorted by account (the lock order)."""
+        keyed = []
+        for item in batch:
+            request = item.request if isinstance(item, _Release) else item[0]
+            card = uow.card_state(request.data.card_id)
+            account = card.account_id if card is not None else (request.data.metadata or {}).get("account")
+            keyed.append((account if isinstance(account, str) else "", item, card))
+        keyed.sort(key=lambda k: k[0])
+        return keyed
+
+    @staticmethod
+    def _decide(uow: UnitOfWork, request: AuthorizationRequest, card: CardState | None, account: str) -> Decision:
         data = request.data
-        card = uow.card_state(data.card_id)
         if card is None:
-            account = (data.metadata or {}).get("account")
-            if not isinstance(account, str) or not account:
+            if not account:
                 return Decision(DO_NOT_HONOUR, "card_not_linked")
             card = uow.link_card(data.card_id, account)
         if card.frozen:

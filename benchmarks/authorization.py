@@ -17,6 +17,8 @@ Postgres: a throwaway local cluster with durable defaults (benchmarks/pg.py); SQ
 from __future__ import annotations
 
 import argparse
+
+WORKERS = 1  # receiver worker processes (--workers)
 import asyncio
 import json
 import math
@@ -113,7 +115,7 @@ def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[st
            "HOOKSTREAM_DATABASE_URL": url, "HOOKSTREAM_AUTHORIZATION_POLICY": POLICY,
            "HOOKSTREAM_LOG_LEVEL": args.log_level}
     try:
-        ingest = procs.start(["ingest", "--port", str(port)], env, name=f"ingest-{backend}",
+        ingest = procs.start(["ingest", "--port", str(port), "--workers", str(WORKERS)], env, name=f"ingest-{backend}",
                              ready_url=f"http://127.0.0.1:{port}/readyz", timeout=60)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
 
@@ -252,7 +254,10 @@ def main() -> None:
     parser.add_argument("--log-level", default="warning", help="HOOKSTREAM_LOG_LEVEL of the receiver.")
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
+    parser.add_argument("--workers", type=int, default=1, help="Receiver worker processes (`ingest --workers`).")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     work = Path(tempfile.mkdtemp(prefix="hookstream-bench-auth-"))
     results, pg = [], None
     try:

@@ -131,3 +131,17 @@ def settings_query(settings, sql: str) -> list[tuple]:
             return [tuple(r) for r in conn.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def test_a_hold_whose_authorization_was_answered_with_a_decline_is_released(settings, ledger, feed, start_processor):
+    """The receiver's fallback answer ("05" after the budget) must not leave a late decision's hold."""
+    fund(ledger, "acct-late", "100.00", cards={"crd_late": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    auth = hold(ledger, "crd_late", "life_late", "40.00", "B")  # decided after the answer was sent
+    assert balance(ledger, "acct-late") == (D("100.00"), D("40.00"), D("60.00"))
+    feed.send(auth, **{h.RESPONSE_CODE: "05", h.DECISION_REASON: "timeout"})
+    wait_until(lambda: cards.outcome("declined_hold_released") + cards.outcome("ok") >= 1, "authorization handled")
+    assert balance(ledger, "acct-late") == (D("100.00"), D("0.00"), D("100.00"))
+    feed.send(auth, **{h.RESPONSE_CODE: "05", h.DECISION_REASON: "timeout"})  # redelivered: nothing more
+    wait_until(lambda: cards.outcome("duplicate") >= 1, "redelivery handled")
+    assert [k for k, _ in postings(ledger, "acct-late")] == ["credit", "hold", "release"]

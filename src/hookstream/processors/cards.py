@@ -63,6 +63,17 @@ class CardsProcessor(Processor):
         if event.event_type != "authorization":
             return
         code = event.headers.get(h.RESPONSE_CODE)
+        if code is not None and code.upper() not in APPROVED:
+            # The platform was told "declined" (e.g. the fallback code after the budget ran out), so
+            # no hold may stay, even one a late decision placed: the durable backstop of the
+            # receiver's in-memory compensation.
+            if ctx.uow.hold_status(data.card_id, event.operation_id) == "held":
+                result = ctx.uow.release_hold(data.card_id, event.operation_id, f"{event.dedup_key}:answered-decline",
+                                              memo="authorization answered with a decline")
+                ctx.log.warning("cards.declined_hold_released", card_id=data.card_id, response_code=code,
+                                decision_reason=event.headers.get(h.DECISION_REASON), released=result.applied)
+                _outcome(ctx, "declined_hold_released")
+            return
         if code is not None and code.upper() in APPROVED:
             if ctx.uow.hold_status(data.card_id, event.operation_id) is None:
                 # e.g. answered by a policy that holds nothing, or spooled and decided elsewhere.

@@ -82,3 +82,45 @@ def test_timestamp_window_is_milliseconds_either_side(header, ok):
 
 def test_timestamp_window_zero_turns_the_check_off():
     assert timestamp_fresh("1", window_s=0, now_s=1e9)
+
+
+def test_concurrent_appends_are_group_committed_and_all_durable(tmp_path):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hookstream.ingest.spool import SpoolWriter
+
+    spool = Spool(tmp_path, 1 << 20)
+    io = ThreadPoolExecutor(max_workers=1)
+
+    async def many() -> None:
+        writer = SpoolWriter(spool, io)
+        await asyncio.gather(*(writer.append(_record(i)) for i in range(200)))
+
+    asyncio.run(many())
+    spool.close()
+    io.shutdown()
+    records = [r for _, rs in Spool(tmp_path, 1 << 20).claim_segments() for r in rs]
+    assert records == [_record(i) for i in range(200)]  # every one on disk, in arrival order
+
+
+def test_group_commit_refuses_exactly_the_records_past_the_bound(tmp_path):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hookstream.ingest.spool import SpoolWriter
+
+    frame = len(_record(0).encode())
+    spool = Spool(tmp_path, 4096)
+    io = ThreadPoolExecutor(max_workers=1)
+
+    async def many() -> list:
+        writer = SpoolWriter(spool, io)
+        return await asyncio.gather(*(writer.append(_record(i)) for i in range(100)), return_exceptions=True)
+
+    results = asyncio.run(many())
+    io.shutdown()
+    kept = [r for r in results if r is None]
+    assert len(kept) == 4096 // frame
+    assert all(isinstance(r, SpoolFull) for r in results[len(kept):])
+    assert spool.depth == len(kept)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from concurrent.futures import Executor
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -13,7 +13,7 @@ from hookstream import metrics
 from hookstream.ingest.auth import KeyRing, timestamp_fresh
 from hookstream.ingest.authorization import AuthorizationRequest, Decider
 from hookstream.ingest.publisher import Headers, PublishError, Publisher
-from hookstream.ingest.spool import Spool, SpooledRecord, SpoolFull
+from hookstream.ingest.spool import Spool, SpooledRecord, SpoolFull, SpoolWriter
 from hookstream.logs import get_logger
 from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import Envelope, EnvelopeError, parse_envelope
@@ -40,13 +40,13 @@ class Receiver:
     """Holds what every request needs, built once per process."""
 
     def __init__(self, settings: Settings, publisher: Publisher, spool: Spool, decider: Decider,
-                 spool_io: object) -> None:
+                 spool_io: Executor) -> None:
         self.settings = settings
         self.publisher = publisher
         self.spool = spool
         self.decider = decider
         self.keys = KeyRing(settings.webhook_keys)
-        self._spool_io = spool_io  # single-thread executor: spool writes are ordered and off-loop
+        self._spool_writer = SpoolWriter(spool, spool_io)  # spool_io: one thread, so writes stay ordered
         self._max_body = settings.max_body_bytes
         self._timeout = settings.delivery_timeout_s
         self._budget = settings.authorization_budget_ms / 1000
@@ -147,9 +147,8 @@ class Receiver:
             published = await self.publisher.publish(topic, body, key, headers, timeout)
         except PublishError as exc:
             record = SpooledRecord(topic, key, body, headers + [(h.SPOOLED, b"1")])
-            loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._spool_io, self.spool.append, record)  # type: ignore[arg-type]
+                await self._spool_writer.append(record)
             except (SpoolFull, OSError) as spool_exc:
                 log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
                 return self._unavailable(env.product, env.event_type, exc)

@@ -1,6 +1,6 @@
 """Processor throughput and memory: one `hookstream process` process draining a pre-loaded topic.
 
-Each event is claimed in the inbox and credited in the ledger (one ledger transaction per event,
+Each event is claimed in the inbox and credited in the ledger (one ledger transaction per poll batch, a savepoint per event,
 offsets committed per fetched batch), exactly as a production processor does. Reports events/s from
 the first to the last processed event (read from the process's own /metrics) and its peak RSS.
 

@@ -97,3 +97,18 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_children_do_not_outlive_a_killed_dev(processes, kafka_bootstrap, tmp_path):
+    proc = processes.start(["dev", "--no-scenario", "--kafka-bootstrap", kafka_bootstrap,
+                            "--run-dir", str(tmp_path / "run")], name="dev",
+                           ready_text="hookstream dev ready", timeout=SCENARIO_BOUND_S)
+    pids = {int(p) for p in re.findall(r"\bpid=(\d+)", proc.output())}
+    assert len(pids) >= 7, proc.output()  # sandbox, ingest and the five processors
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to stop anything itself
+    deadline = time.monotonic() + STOP_BOUND_S
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _exists(pid)}
+        time.sleep(0.2)
+    assert not alive, f"orphaned after SIGKILL of dev: {sorted(alive)}"

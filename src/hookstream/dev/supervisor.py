@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -72,7 +73,8 @@ class Supervisor:
             # Own session: Ctrl-C in the terminal reaches only `hookstream dev`, which stops
             # children in order (processors before the broker) instead of all at once.
             popen = subprocess.Popen([*HOOKSTREAM, *args], env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.run_dir)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.run_dir,
+                                     preexec_fn=_terminate_with_parent)
         child = Child(name, popen, log, stop_timeout_s)
         self.children.append(child)
         self.echo(f"started {name} pid={child.pid} log={log}")
@@ -180,3 +182,15 @@ def _exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `hookstream dev` dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: children are still stopped by PID on a normal exit
+
+
+PR_SET_PDEATHSIG = 1

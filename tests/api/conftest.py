@@ -1,20 +1,3 @@
-"""API client fixtures: the client talks to a real sandbox over HTTP."""
+"""API client fixtures: the client talks to a real sandbox over HTTP (the sandbox tests' fixtures)."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-
-from sandbox.harness import FakeClock, Running, running_sandbox
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Running]:
-    with running_sandbox() as running:
-        yield running
+from sandbox.conftest import clock, sandbox  # noqa: F401  (pytest fixtures, shared)

@@ -135,13 +135,18 @@ async def set_frozen(call: Call) -> Reply:
     return Reply(empty=True)
 
 
-async def override_card_balance(call: Call) -> Reply:
-    card = _card(call)
+def _virtual_balance(call: Call) -> Any:
+    """The body's `virtual_balance` (§5.3/§5.4: a number ≥ 0, else 412 VAL)."""
     amount = _amount(_required(_body(call), "virtual_balance"), "virtual_balance")
     if amount < 0:
         raise PlatformError(412, "VAL", "The virtual balance cannot be negative.")
-    card.virtual_balance = amount
-    return Reply(amount)
+    return amount
+
+
+async def override_card_balance(call: Call) -> Reply:
+    card = _card(call)
+    card.virtual_balance = _virtual_balance(call)
+    return Reply(card.virtual_balance)
 
 
 async def card_balances(call: Call) -> Reply:
@@ -314,11 +319,8 @@ async def wallet_balance(call: Call) -> Reply:
 
 async def override_wallet_balance(call: Call) -> Reply:
     wallet = _wallet(call)
-    amount = _amount(_required(_body(call), "virtual_balance"), "virtual_balance")
-    if amount < 0:
-        raise PlatformError(412, "VAL", "The virtual balance cannot be negative.")
-    wallet.virtual_balance = amount
-    return Reply(amount)
+    wallet.virtual_balance = _virtual_balance(call)
+    return Reply(wallet.virtual_balance)
 
 
 async def set_enabled(call: Call) -> Reply:

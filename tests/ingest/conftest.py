@@ -34,9 +34,10 @@ class Receiver:
 
 @pytest.fixture
 def start_receiver(processes: Processes) -> Callable[..., Receiver]:
-    def start(settings: Settings, **env: str) -> Receiver:
+    def start(settings: Settings, workers: int = 1, **env: str) -> Receiver:
         port = free_port()
-        proc = processes.start(["ingest", "--port", str(port)], settings_env(settings, **env), name="ingest",
+        proc = processes.start(["ingest", "--port", str(port), "--workers", str(workers)],
+                               settings_env(settings, **env), name="ingest",
                                ready_url=f"http://127.0.0.1:{port}/readyz", timeout=30)
         base = f"http://127.0.0.1:{port}"
         return Receiver(proc, f"{base}/webhooks/cryptomate", base)

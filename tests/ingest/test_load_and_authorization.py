@@ -104,3 +104,18 @@ def test_metrics_count_received_and_published_per_event_type(settings, start_rec
     assert 'hookstream_webhooks_published_total{event_type="deposit",product="virtual_wallets"} 3.0' in text
     assert "hookstream_publish_seconds_bucket" in text
     assert 'hookstream_request_seconds_count{route="webhook",status="200"} 3.0' in text
+
+
+def test_several_workers_share_the_load_log_redacted_json_and_aggregate_metrics(settings, start_receiver, topic_reader):
+    receiver = start_receiver(settings, workers=2)
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    bodies = [_body(DEPOSIT, f"0xw{i}") for i in range(200)]
+    result = asyncio.run(post_many("127.0.0.1", port, "/webhooks/cryptomate", bodies,
+                                   {"X-Webhook-Key": KEY, "Content-Type": "application/json"}, 20))
+    assert result.statuses == [200] * 200
+    assert len(topic_reader("cryptomate.deposits", 200)) == 200
+    text = httpx.get(f"{receiver.base}/metrics").text
+    assert 'hookstream_webhooks_published_total{event_type="deposit",product="virtual_wallets"} 200.0' in text
+    lines = [line for line in receiver.proc.output().splitlines() if "webhook.published" in line]
+    assert len(lines) == 200 and all(line.startswith("{") for line in lines)  # every worker: JSON logs
+    assert KEY not in receiver.proc.output()

@@ -21,7 +21,7 @@ from hookstream.ingest.publisher import Publisher
 from hookstream.ingest.receiver import Receiver
 from hookstream.ingest.spool import Spool
 from hookstream.kafka import make_admin
-from hookstream.logs import get_logger, register_secrets
+from hookstream.logs import configure_logging, get_logger, register_secrets
 from hookstream.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -69,6 +69,8 @@ class Readiness:
 def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> Starlette:
     """The receiver app. Everything that touches Kafka or disk starts in the lifespan."""
     settings = settings or get_settings()
+    # `ingest --workers N` imports this factory in fresh processes: they need the redacting setup too.
+    configure_logging(settings.log_level, settings.log_format)
     register_secrets(k.get_secret_value() for k in settings.webhook_keys)
     publisher = publisher or Publisher(settings)
     spool_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookstream-spool")

@@ -152,6 +152,7 @@ class UnitOfWork:
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._cursor: Any = None
         self._timestamp = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        self._now_value: Any = None
 
     def close(self) -> None:
         """Release the DB-API cursor (the transaction itself ends with the `with` block)."""
@@ -160,7 +161,11 @@ class UnitOfWork:
             cursor.close()
 
     def _now(self) -> Any:
-        return self._timestamp(utcnow())
+        """The transaction's time (as Postgres's now()): taken and converted once per unit of work;
+        converting a fresh timestamp per statement was ~6 % of a processor's per-event cost."""
+        if self._now_value is None:
+            self._now_value = self._timestamp(utcnow())
+        return self._now_value
 
     def _run(self, sql: Prepared, params: dict[str, Any]) -> Any:
         """Execute a prepared statement on this transaction's DB-API cursor."""

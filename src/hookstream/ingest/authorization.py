@@ -49,17 +49,15 @@ class Policy(Protocol):
     def __call__(self, request: AuthorizationRequest) -> Decision: ...
 
 
-def static_policy_factory(settings: Settings) -> Policy:
+def static_policy(settings: Settings) -> Policy:
+    """The default policy (`HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.authorization:static_policy`):
+    every authorization gets HOOKSTREAM_AUTHORIZATION_STATIC_CODE."""
     code = settings.authorization_static_code
 
-    def static_policy(request: AuthorizationRequest) -> Decision:
+    def decide(request: AuthorizationRequest) -> Decision:
         return Decision(code, "static")
 
-    return static_policy
-
-
-# `HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.authorization:static_policy`
-static_policy = static_policy_factory
+    return decide
 
 
 def load_policy(spec: str, settings: Settings) -> Policy:

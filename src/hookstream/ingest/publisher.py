@@ -80,9 +80,6 @@ class Publisher:
     def connected(self) -> bool:
         return self._producer is not None
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     def close(self, timeout: float = 10.0) -> None:
         self._closing.set()
         producer, self._producer = self._producer, None

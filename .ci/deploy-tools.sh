@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/deploy needs on a fresh Debian 12 machine; safe to run again (skips what is there).
+# Installs what tests/test_deploy needs on a fresh Debian 12 machine; safe to run again (skips what is there).
 #   promtool + prometheus  Debian's `prometheus` package (rule checks, rule unit tests, the live scrape test)
 #   kustomize              go install, pinned (renders deploy/k8s)
 #   docker-compose         go install, pinned: Compose's own loader for `config` (no Docker engine needed)

@@ -29,11 +29,13 @@ class BrokerError(RuntimeError):
 
 
 def kafka_home() -> Path:
-    """deploy/kafka: the pom.xml, server.properties template and log4j2 config."""
+    """deploy/kafka: the pom.xml, server.properties template and log4j2 config (package data when installed)."""
     env = os.environ.get("HOOKSTREAM_KAFKA_HOME")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+    import hookstream.kafka_home as files  # deploy/kafka in a checkout, site-packages/hookstream/kafka_home installed
+
+    return Path(files.__file__).resolve().parent
 
 
 def cache_root() -> Path:

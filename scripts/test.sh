@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need, then runs pytest.
 # Tests start their own Kafka broker (jars from Maven Central), PostgreSQL and Prometheus on loopback.
-# Extra arguments go to pytest, e.g. `scripts/test.sh tests/ingest -k outage`.
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/test_ingest -k outage`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-bash .ci/deploy-tools.sh            # promtool/prometheus, kustomize, compose loader (tests/deploy)
+bash .ci/deploy-tools.sh            # promtool/prometheus, kustomize, compose loader (tests/test_deploy)
 .venv/bin/hookstream kafka jars     # Kafka jars into ~/.cache/hookstream (skipped when cached)
 
 set +e

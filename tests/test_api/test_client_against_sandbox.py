@@ -17,7 +17,7 @@ from hookstream.api import (
     ValidationFailedError,
 )
 from hookstream.idempotency import idempotency_key
-from sandbox.harness import KEY1, KEY3
+from test_sandbox.harness import KEY1, KEY3
 
 
 def client_for(sb, key: str = KEY3, **kw) -> CryptoMateClient:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.exprs import REPO
+from test_deploy.exprs import REPO
 
 KUSTOMIZATIONS = ("deploy/k8s/base", "deploy/k8s/overlays/persistent-spool")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from deploy.conftest import run, tool
-from deploy.exprs import PROCESSORS, REPO
+from test_deploy.conftest import run, tool
+from test_deploy.exprs import PROCESSORS, REPO
 
 COMPOSE = REPO / "deploy/compose.yaml"
 

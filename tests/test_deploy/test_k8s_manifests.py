@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.conftest import KUSTOMIZATIONS, by_kind
-from deploy.exprs import PROCESSORS, REPO
+from test_deploy.conftest import KUSTOMIZATIONS, by_kind
+from test_deploy.exprs import PROCESSORS, REPO
 from hookstream.cli import main
 from hookstream.schemas import routing
 from hookstream.settings import Settings
@@ -233,7 +233,7 @@ def _parse_with_cli(args: list[str]) -> None:
 
 def container_commands() -> list[list[str]]:
     """Every hookstream command line in deploy/: Dockerfile CMD, Kubernetes args, compose commands."""
-    from deploy.conftest import render
+    from test_deploy.conftest import render
 
     out = []
     for path in KUSTOMIZATIONS:

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from deploy.conftest import render, tool
-from deploy.exprs import (PROCESSORS, RULES, alerts, dashboard_exprs, families, label_names, label_values_query,
+from test_deploy.conftest import render, tool
+from test_deploy.exprs import (PROCESSORS, RULES, alerts, dashboard_exprs, families, label_names, label_values_query,
                           metric_names, rule_exprs, substitute)
 from fixtures.processes import Processes
 from fixtures.waiting import wait_until

@@ -7,8 +7,8 @@ import re
 import pytest
 import yaml
 
-from deploy.conftest import run, tool
-from deploy.exprs import (OPERATIONS, REPO, RULE_TESTS, RULES, alerts, all_exprs, dashboard, families,
+from test_deploy.conftest import run, tool
+from test_deploy.exprs import (OPERATIONS, REPO, RULE_TESTS, RULES, alerts, all_exprs, dashboard, families,
                           label_names, label_values_query, metric_names)
 
 

@@ -14,7 +14,7 @@ from hookstream.ingest.policy import LedgerPolicy
 from hookstream.ledger import Ledger
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import dedup_key, parse_data
-from ingest.payloads import card_txn, envelope
+from test_ingest.payloads import card_txn, envelope
 
 
 def _request(op: str, amount: str) -> AuthorizationRequest:

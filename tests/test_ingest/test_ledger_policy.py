@@ -8,8 +8,8 @@ from decimal import Decimal
 from fixtures.http_load import post_many
 from hookstream.ledger import Ledger
 from hookstream.schemas import headers as h
-from ingest.conftest import KEY
-from ingest.payloads import card_txn, envelope
+from test_ingest.conftest import KEY
+from test_ingest.payloads import card_txn, envelope
 
 POLICY = {"HOOKSTREAM_AUTHORIZATION_POLICY": "hookstream.ingest.policy:ledger_policy"}
 

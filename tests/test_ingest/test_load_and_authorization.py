@@ -10,8 +10,8 @@ import httpx
 
 from fixtures.http_load import post_many
 from hookstream.schemas import headers as h
-from ingest.conftest import KEY
-from ingest.payloads import CATALOG, envelope
+from test_ingest.conftest import KEY
+from test_ingest.payloads import CATALOG, envelope
 
 AUTH, THREE_DS, DEPOSIT = CATALOG[0], CATALOG[9], CATALOG[13]
 
@@ -54,7 +54,7 @@ def test_authorization_is_answered_with_the_configured_code_and_the_decision_is_
 def test_slow_policy_gets_the_fallback_code_within_the_budget(settings, start_receiver, topic_reader):
     receiver = start_receiver(
         settings,
-        HOOKSTREAM_AUTHORIZATION_POLICY="ingest.policies:slow_policy",
+        HOOKSTREAM_AUTHORIZATION_POLICY="test_ingest.policies:slow_policy",
         HOOKSTREAM_AUTHORIZATION_BUDGET_MS="300",
         HOOKSTREAM_AUTHORIZATION_FALLBACK_CODE="91",
         PYTHONPATH="tests",
@@ -72,7 +72,7 @@ def test_slow_policy_gets_the_fallback_code_within_the_budget(settings, start_re
 
 
 def test_failing_policy_gets_the_fallback_code(settings, start_receiver):
-    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_POLICY="ingest.policies:broken_policy",
+    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_POLICY="test_ingest.policies:broken_policy",
                               PYTHONPATH="tests")
     assert receiver.post(_body(AUTH, "life_evt_err")).json() == {"response_code": "05"}
 

@@ -13,7 +13,7 @@ from hookstream.kafka import ensure_topics
 from hookstream.schemas import headers as h
 from hookstream.schemas.routing import TOPICS
 from fixtures.kafka import read_topic
-from ingest.payloads import CATALOG, envelope
+from test_ingest.payloads import CATALOG, envelope
 
 AUTH, THREE_DS, DEPOSIT = CATALOG[0], CATALOG[9], CATALOG[13]
 

@@ -6,8 +6,8 @@ import json
 import time
 
 from hookstream.schemas import headers as h
-from ingest.conftest import KEY
-from ingest.payloads import CATALOG, envelope
+from test_ingest.conftest import KEY
+from test_ingest.payloads import CATALOG, envelope
 
 DEPOSIT = CATALOG[13]
 

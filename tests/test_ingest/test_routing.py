@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hookstream.schemas import headers as h
-from ingest.payloads import CATALOG, VARIANTS, envelope
+from test_ingest.payloads import CATALOG, VARIANTS, envelope
 
 
 def test_every_catalog_event_in_every_envelope_form_lands_keyed_and_byte_identical(

@@ -25,7 +25,7 @@ from hookstream.schemas.routing import DEPOSITS, TOPICS, dedup_key
 from hookstream.settings import Settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-SAMPLE = "processors.sample:SampleProcessor"
+SAMPLE = "test_processors.sample:SampleProcessor"
 
 
 

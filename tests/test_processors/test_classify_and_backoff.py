@@ -142,5 +142,5 @@ def test_process_list_and_unknown_names() -> None:
     assert listed.exit_code == 0 and listed.output.strip()
     unknown = runner.invoke(process, ["no-such-processor"])
     assert unknown.exit_code != 0 and "unknown processor" in unknown.output
-    bad_spec = runner.invoke(process, ["processors.sample:Nope"])
+    bad_spec = runner.invoke(process, ["test_processors.sample:Nope"])
     assert bad_spec.exit_code != 0 and "no attribute Nope" in bad_spec.output

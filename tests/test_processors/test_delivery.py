@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hookstream.settings import Settings
-from processors.conftest import Feed, Running, committed, deposit, effects, query, sample_key, wait_until
+from test_processors.conftest import Feed, Running, committed, deposit, effects, query, sample_key, wait_until
 
 
 def _all_once(database_url: str, ops: list[str]) -> bool:

@@ -12,7 +12,7 @@ import httpx
 
 from hookstream.schemas import headers as h
 from hookstream.settings import Settings
-from processors.conftest import (
+from test_processors.conftest import (
     DEPOSITS, Feed, attempts, deposit, effects, env_for, query, sample_key, wait_until,
 )
 from fixtures.kafka import read_topic

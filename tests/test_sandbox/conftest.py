@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sandbox.harness import FakeClock, Running, running_sandbox
+from test_sandbox.harness import FakeClock, Running, running_sandbox
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.harness import KEY1, KEY2, KEY3
+from test_sandbox.harness import KEY1, KEY2, KEY3
 
 DENIED = {"code": "API_ERROR", "message": "Access denied. The API Key is not authorized to do this operation."}
 

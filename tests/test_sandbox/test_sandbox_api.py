@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.harness import running_sandbox
+from test_sandbox.harness import running_sandbox
 
 CARD = "/cards/virtual-cards/"
 

@@ -7,7 +7,7 @@ import socket
 import httpx
 import yaml
 
-from sandbox.harness import running_receiver
+from test_sandbox.harness import running_receiver
 
 SEED = {
     "company": {"name": "Cli Co", "webhook_key": "seeded-webhook-key"},

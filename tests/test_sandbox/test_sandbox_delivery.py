@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandbox.harness import WEBHOOK_KEY, running_receiver, running_sandbox
+from test_sandbox.harness import WEBHOOK_KEY, running_receiver, running_sandbox
 
 AUTHORIZE = "/cards/webhook/simulate/authorize"
 

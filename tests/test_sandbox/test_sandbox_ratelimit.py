@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from hookstream.sandbox.ratelimit import PenaltyLimiter
-from sandbox.harness import KEY1, KEY3, running_sandbox
+from test_sandbox.harness import KEY1, KEY3, running_sandbox
 
 CARD = "/cards/virtual-cards/crd_webhook"
 

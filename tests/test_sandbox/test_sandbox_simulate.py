@@ -8,7 +8,7 @@ import pytest
 
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import parse_data, route_for
-from sandbox.harness import WEBHOOK_KEY, approve_all, running_receiver, running_sandbox
+from test_sandbox.harness import WEBHOOK_KEY, approve_all, running_receiver, running_sandbox
 
 SIM = "/cards/webhook/simulate/"
 

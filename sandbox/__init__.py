@@ -1,0 +1,1 @@
+"""The CryptoMate platform emulator: API subset, access levels, rate limits, webhook sender."""

@@ -161,7 +161,7 @@ def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[st
         "over_800": sum(lat > 0.8 for lat in result.latencies), "over_1200": sum(lat > 1.2 for lat in result.latencies),
         "send_lag_p99": harness.pct(result.send_lag, 0.99),
         "decision": summary(decision), "decision_records": len(decision),
-        "decision_histogram": histogram(before, after, "hookstream_authorization_seconds"),
+        "decision_histogram": histogram(before, after, "hookstream_authorization_duration_seconds"),
         "fallbacks": fallbacks, "codes": dict(sorted(codes.items(), key=lambda kv: -kv[1])),
         "holds_match": held is not None and held >= approved_cents,
         "held_beyond_approved": ((held or 0) - approved_cents - _approved_cents(warm, warm_result)) / 100,
@@ -230,7 +230,7 @@ load average before → after the measured part: {loads}).
 {chr(10).join(rows)}
 
 Decision latency (policy only: queue + group-committed ledger transaction), from each record's
-`hs-decision-ms` header, and the `hookstream_authorization_seconds` histogram (bucket-interpolated):
+`hs-decision-ms` header, and the `hookstream_authorization_duration_seconds` histogram (bucket-interpolated):
 
 | ledger | decision p50 ms | p99 ms | max ms | histogram p50 / p99 ms | fallbacks |
 |---|---|---|---|---|---|

@@ -198,8 +198,8 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         "webhook": summary(result.latencies), "end_to_end": summary(latencies), "callbacks": len(latencies),
         "missing": missing, "callback_rate": len(latencies) / wall if wall else math.nan,
         "drained_s": drained_s, "load": f"{load_before} → {load_after}", "handled_total": done, "outcomes": outcomes, "accepted_total": accepted,
-        "api_call": histogram(merged_before, merged_after, "hookstream_api_call_seconds"),
-        "processing": histogram(merged_before, merged_after, "hookstream_processing_seconds"),
+        "api_call": histogram(merged_before, merged_after, "hookstream_api_call_duration_seconds"),
+        "processing": histogram(merged_before, merged_after, "hookstream_processing_duration_seconds"),
         "cpu": {name: (a - b) / (args.seconds + drained_s)
                 for name, a, b in zip(["sandbox", "ingest"] + [f"three-ds-{k}" for k in range(args.processors)],
                                       cpu_after, cpu_before, strict=True)},

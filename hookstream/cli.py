@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -11,7 +12,24 @@ from pathlib import Path
 import click
 
 from hookstream.logs import configure_logging
-from hookstream.settings import get_settings
+from hookstream.settings import ConfigError, get_settings
+
+EXIT_CONFIG = 2  # a HOOKSTREAM_* value or a start-up requirement is wrong: fix the environment
+EXIT_UNAVAILABLE = 1  # a dependency (Kafka, the ledger database) cannot be reached
+
+
+class OperatorError(click.ClickException):
+    """A failure said as one line (`Error: …`) with a chosen exit status, never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# Verbs that run once and exit: their failure is their one `Error:` line, so kafka-python's own
+# reconnect errors (one per attempt while the broker is down) are not printed for them.
+ONE_SHOT = frozenset({"topics", "dlq", "lag", "schemas", "db", "ledger"})
+HELP_ASKED = "hookstream.help_asked"  # ctx.meta key: some (sub)command's --help is on the line
 
 # verb → "module:attribute" of a click command. Loaded lazily so `hookstream ingest` never imports
 # the sandbox or SQLAlchemy, and a processor process never imports Starlette.
@@ -26,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "ledger": "hookstream.ledger.cli:ledger",
     "sandbox": "hookstream.sandbox.cli:sandbox",
     "dev": "hookstream.dev:dev",
+    "lag": "hookstream.lag:lag",
 }
 
 
@@ -50,6 +69,36 @@ class LazyGroup(click.Group):
             raise
         return getattr(module, attr)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[HELP_ASKED] = any(arg in ("-h", "--help") for arg in args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Every verb's expected failures become one line: bad configuration exits 2, an unreachable
+        dependency exits 1. Anything else is a bug and keeps its traceback."""
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise OperatorError(str(exc), EXIT_CONFIG) from None
+        except Exception as exc:
+            message = _dependency_failure(exc)
+            if message is None:
+                raise
+            raise OperatorError(message) from None
+
+
+def _dependency_failure(exc: Exception) -> str | None:
+    """The one-line reason when `exc` says Kafka or the database is unreachable, else None."""
+    kafka_errors = sys.modules.get("kafka.errors")
+    if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
+        from hookstream.settings import get_settings as settings
+
+        return f"Kafka at {settings().kafka_bootstrap} is unreachable or failing: {exc or type(exc).__name__}"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
+        return f"ledger database unavailable: {str(exc.orig).strip().splitlines()[0]}"
+    return None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hookstream")
@@ -58,8 +107,14 @@ def main() -> None:
 
     Configuration comes from HOOKSTREAM_* environment variables (see the README).
     """
+    ctx = click.get_current_context()
+    if ctx.meta.get(HELP_ASKED):  # help works whatever the environment holds
+        configure_logging()
+        return
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    if ctx.invoked_subcommand in ONE_SHOT:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 # --- kafka ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -15,16 +16,19 @@ import structlog
 REDACTED = "[REDACTED]"
 
 # Keys whose values are secret wherever they appear in an event dict (lower-cased, '-' → '_').
+# Not `code`: that name also means exit codes and error codes; 3DS codes are masked by value.
 SENSITIVE_KEYS = frozenset(
     {
         "webhook_key", "x_webhook_key", "api_key", "x_api_key", "key", "keys", "password",
-        "secret", "authorization", "code", "three_ds_code", "otp", "pan", "card_number",
+        "secret", "authorization", "three_ds_code", "otp", "pan", "card_number",
         "cvv", "cvc", "pin", "idempotency_key_secret", "database_url",
     }
 )
+MAX_CODES = 4096  # recent 3DS codes remembered for masking; a challenge expires in minutes
 
 _secret_values: set[str] = set()
 _secret_pattern: re.Pattern[str] | None = None
+_codes: OrderedDict[str, None] = OrderedDict()
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -40,6 +44,15 @@ def register_secrets(values: Iterable[str]) -> None:
         _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
+def remember_code(value: str) -> None:
+    """Mask this 3DS code wherever it appears as a value (any key, any depth) from now on."""
+    if value:
+        _codes[value] = None
+        _codes.move_to_end(value)
+        while len(_codes) > MAX_CODES:
+            _codes.popitem(last=False)
+
+
 @lru_cache(maxsize=1024)
 def _is_sensitive(key: object) -> bool:
     return isinstance(key, str) and key.lower().replace("-", "_") in SENSITIVE_KEYS
@@ -50,15 +63,17 @@ def _mask_keys(value: Any) -> Any:
         return {k: (REDACTED if _is_sensitive(k) else _mask_keys(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_mask_keys(v) for v in value)
+    if isinstance(value, str) and value in _codes:
+        return REDACTED
     return value
 
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: mask the values of sensitive keys, at any depth (in place)."""
+    """structlog processor: mask sensitive keys' values and remembered 3DS codes, at any depth (in place)."""
     for key, value in event_dict.items():
         if _is_sensitive(key):
             event_dict[key] = REDACTED
-        elif isinstance(value, (dict, list, tuple)):
+        elif isinstance(value, (dict, list, tuple)) or (isinstance(value, str) and value in _codes):
             event_dict[key] = _mask_keys(value)
     return event_dict
 
@@ -74,18 +89,20 @@ def mask_secrets(_logger: Any, _method: str, line: str) -> str:
 
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
-    """Set up structlog (and stdlib logging, for libraries) once per process."""
+    """Set up structlog, and route stdlib logging (kafka-python, uvicorn, …) through the same
+    renderer and redaction: one stream of lines in one format."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.format_exc_info,
             redact,
             renderer,
@@ -95,10 +112,41 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Library loggers (kafka, uvicorn) go through stdlib logging; keep them quiet and on stderr.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream or sys.stderr,
-                        format="%(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            stamp,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+            mask_secrets,
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries log below WARNING at a volume only a debugging session wants.
+    root.setLevel(max(numeric, logging.WARNING))
+    # kafka-python warns on every failed reconnect; its errors are enough for the stream.
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.captureWarnings(True)
+
+
+# uvicorn's `log_config`: its loggers keep their levels but hand their lines to the root handler above.
+UVICORN_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        name: {"handlers": [], "propagate": True}
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    },
+}
 
 
 def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundLogger:

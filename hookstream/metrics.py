@@ -26,10 +26,10 @@ webhooks_rejected = Counter(
     "hookstream_webhooks_rejected_total", "Requests refused before routing.", ["reason"]
 )
 request_seconds = Histogram(
-    "hookstream_request_seconds", "Webhook request latency.", ["route", "status"], buckets=LATENCY_BUCKETS
+    "hookstream_request_duration_seconds", "Webhook request latency.", ["route", "status"], buckets=LATENCY_BUCKETS
 )
 publish_seconds = Histogram(
-    "hookstream_publish_seconds", "Time from send to broker ack.", ["topic"], buckets=LATENCY_BUCKETS
+    "hookstream_publish_duration_seconds", "Time from send to broker ack.", ["topic"], buckets=LATENCY_BUCKETS
 )
 spool_depth = Gauge("hookstream_spool_depth", "Records waiting in the local spool.", multiprocess_mode="livesum")
 spool_bytes = Gauge("hookstream_spool_bytes", "Bytes in the local spool.", multiprocess_mode="livesum")
@@ -40,7 +40,7 @@ authorization_decisions = Counter(
     "hookstream_authorization_decisions_total", "Authorization answers.", ["response_code", "reason"]
 )
 authorization_seconds = Histogram(
-    "hookstream_authorization_seconds", "Policy decision latency.", buckets=LATENCY_BUCKETS
+    "hookstream_authorization_duration_seconds", "Policy decision latency.", buckets=LATENCY_BUCKETS
 )
 authorization_fallbacks = Counter(
     "hookstream_authorization_fallbacks_total", "Fallback answers.", ["cause"]
@@ -51,7 +51,7 @@ processed = Counter(
     "hookstream_processed_total", "Records processed, by outcome.", ["processor", "outcome"]
 )
 processing_seconds = Histogram(
-    "hookstream_processing_seconds", "Handler time per record.", ["processor"], buckets=LATENCY_BUCKETS
+    "hookstream_processing_duration_seconds", "Handler time per record.", ["processor"], buckets=LATENCY_BUCKETS
 )
 event_age_seconds = Histogram(
     "hookstream_event_age_seconds", "Receipt to processing (end to end).", ["processor"], buckets=AGE_BUCKETS
@@ -73,8 +73,35 @@ ledger_unmatched = Counter(
 # --- CryptoMate API --------------------------------------------------------------------------
 api_calls = Counter("hookstream_api_calls_total", "CryptoMate API calls.", ["endpoint", "status"])
 api_call_seconds = Histogram(
-    "hookstream_api_call_seconds", "CryptoMate API call latency.", ["endpoint"], buckets=LATENCY_BUCKETS
+    "hookstream_api_call_duration_seconds", "CryptoMate API call latency.", ["endpoint"], buckets=LATENCY_BUCKETS
 )
+
+# --- `hookstream lag --serve`: measured from outside the processors (own registry) ------------
+LAG_REGISTRY = CollectorRegistry(auto_describe=True)
+group_lag = Gauge(
+    "hookstream_consumer_group_lag", "Log end minus the group's committed offset (outside view).",
+    ["group", "topic", "partition"], registry=LAG_REGISTRY,
+)
+dlq_records = Gauge(
+    "hookstream_dlq_records", "Records held in a processor's dead-letter topic.", ["processor"],
+    registry=LAG_REGISTRY,
+)
+kafka_up = Gauge(
+    "hookstream_kafka_up", "1 when the last lag measurement reached Kafka, else 0.", registry=LAG_REGISTRY
+)
+
+# Label values known up front: their series exist at 0 from start, so `increase()` sees the first event.
+KNOWN_LABELS: dict[Counter, tuple[tuple[str, ...], ...]] = {
+    webhooks_rejected: (("unauthorized",), ("stale_timestamp",), ("too_large",), ("disconnected",)),
+    authorization_fallbacks: (("timeout",), ("error",), ("late_hold_stuck",)),
+}
+
+
+def precreate() -> None:
+    """Create every series with known label values at 0 (the receiver calls this once at start)."""
+    for counter, label_sets in KNOWN_LABELS.items():
+        for labels in label_sets:
+            counter.labels(*labels)
 
 
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+ENV_PREFIX = "HOOKSTREAM_"
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
 
 def _split_csv(value: object) -> object:
@@ -17,10 +22,33 @@ def _split_csv(value: object) -> object:
     return value
 
 
+class ConfigError(Exception):
+    """One bad HOOKSTREAM_* value, said as one line an operator can act on."""
+
+
+def check_bootstrap(value: str) -> str:
+    """`host:port[,host:port…]`, each port a number 1–65535 (kafka-python fails late and obscurely)."""
+    servers = [part.strip() for part in value.split(",")]
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{server!r} is not host:port; expected host:port[,host:port…], e.g. 127.0.0.1:9092")
+    return ",".join(servers)
+
+
+def check_database_url(value: str) -> str:
+    """A ledger URL hookstream can open: sqlite:///… or postgresql[+psycopg]://… (checked without SQLAlchemy)."""
+    scheme, sep, _rest = value.partition("://")
+    if not sep or scheme.lower() not in DATABASE_SCHEMES:
+        raise ValueError("not a ledger URL; expected sqlite:///path/to/ledger.db "
+                         "or postgresql+psycopg://user@host:5432/dbname")
+    return value
+
+
 class Settings(BaseSettings):
     """All configuration. Field `foo_bar` is read from `HOOKSTREAM_FOO_BAR`."""
 
-    model_config = SettingsConfigDict(env_prefix="HOOKSTREAM_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- Kafka -----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
@@ -104,6 +132,16 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        return check_bootstrap(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
+
     def to_env(self) -> dict[str, str]:
         """The HOOKSTREAM_* environment that reproduces these settings in a child process."""
         env: dict[str, str] = {}
@@ -124,7 +162,53 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
+# pydantic error type → the expected form, said to an operator (the rest say it in their message)
+_EXPECTED = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "decimal_parsing": "a number",
+    "bool_parsing": "true or false",
+}
+_SECRET_FIELDS = frozenset({"api_key", "webhook_keys"})
+
+
+def _shown(field: str, value: object) -> str:
+    if field in _SECRET_FIELDS:
+        return "(value hidden)"
+    text = str(value)
+    return repr(re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text))  # never echo a database password
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad environment variable, what is wrong with it and the expected form."""
+    parts = []
+    for err in error.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "literal_error":
+            problem = f"expected one of {ctx.get('expected', '').replace(chr(39), '')}"
+        elif kind in _EXPECTED:
+            problem = f"expected {_EXPECTED[kind]}"
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            words = {"greater_than_equal": "≥", "greater_than": ">", "less_than_equal": "≤", "less_than": "<"}
+            bound = next(iter(ctx.values()), "")
+            problem = f"out of range; expected a number {words[kind]} {bound}"
+        elif kind == "value_error":
+            problem = str(ctx.get("error", err["msg"]))
+        else:
+            problem = err["msg"]
+        parts.append(f"{ENV_PREFIX}{field.upper()}={_shown(field, err.get('input'))}: {problem}")
+    return "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    Raises ConfigError (one line) when a HOOKSTREAM_* value is unusable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None

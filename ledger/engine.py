@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from hookstream.settings import ConfigError
+
 # Execution option naming how a SQLite transaction begins: IMMEDIATE takes the write lock up front
 # so two writers never both read a balance and then collide on upgrade (WAL returns SQLITE_BUSY
 # without waiting in that case); DEFERRED is for read-only units of work.
@@ -30,11 +32,15 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5,
     if backend == "postgresql":
         if u.drivername == "postgresql":  # bare postgresql:// means psycopg 3 here, not psycopg2
             u = u.set(drivername="postgresql+psycopg")
-        return create_engine(
-            u, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800,
-            # a lock wait past this raises lock_not_available (55P03), which is transient
-            connect_args={"options": f"-c lock_timeout={busy_timeout_ms}"},
-        )
+        try:
+            return create_engine(
+                u, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800,
+                # a lock wait past this raises lock_not_available (55P03), which is transient
+                connect_args={"options": f"-c lock_timeout={busy_timeout_ms}"},
+            )
+        except ImportError as exc:
+            raise ConfigError(f"a PostgreSQL ledger needs the psycopg driver ({exc}); "
+                              "install it with: pip install 'hookstream[postgres]'") from None
     raise ValueError(f"unsupported ledger database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
@@ -54,7 +60,11 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, max_overflow:
     else:
         database = make_url(url).database
         if database and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # A typo in the path must not open a new, empty ledger ("unknown account" for everything).
+            folder = Path(database).expanduser().absolute().parent
+            if not folder.is_dir():
+                raise ConfigError(f"the SQLite ledger's folder {str(folder)!r} does not exist "
+                                  f"(database URL {url!r}); create it or fix the URL")
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 

@@ -68,6 +68,10 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def needs_api(self) -> bool:
+        """Whether `handle` calls the CryptoMate API (then the process refuses to start without a key)."""
+        return False
+
     def deadline(self, event: Event) -> datetime | None:
         """When acting on `event` stops making sense (aware datetime); None: never.
 

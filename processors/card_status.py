@@ -20,6 +20,9 @@ class CardStatusProcessor(Processor):
     topics = (CARDS_STATUS,)
     event_types = frozenset({"card_blocked_by_velocity"})
 
+    def needs_api(self) -> bool:
+        return self.settings.auto_unblock
+
     def handle(self, event: Event, ctx: Context) -> None:
         data = event.data
         assert isinstance(data, CardBlockedByVelocity)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from hookstream.logs import get_logger
-from hookstream.settings import get_settings
+from hookstream.settings import ConfigError, get_settings
 
 EXIT_DRAIN_TIMEOUT = 3  # the drain did not finish within processor_shutdown_timeout_s
 
@@ -60,6 +60,7 @@ def _run(cls: Any) -> int:
 
     settings = get_settings()
     processor = cls(settings)
+    _check_start(processor, settings)
     log = get_logger("hookstream.processor", processor=processor.name)
     health = Health()
     server = serve(health, settings.processor_http_port, settings.processor_http_host)
@@ -85,6 +86,13 @@ def _run(cls: Any) -> int:
         return runtime.run()
     finally:
         server.shutdown()
+
+
+def _check_start(processor: Any, settings: Any) -> None:
+    """Refuse to start what would fail every event later (a missing API key dead-letters each one as 401)."""
+    if processor.needs_api() and not settings.api_key.get_secret_value():
+        raise ConfigError(f"processor {processor.name} calls the CryptoMate API: set HOOKSTREAM_API_KEY "
+                          f"(and HOOKSTREAM_API_BASE_URL, now {settings.api_base_url})")
 
 
 def _drain_timeout(log: Any) -> None:

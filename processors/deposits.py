@@ -28,6 +28,9 @@ class DepositsProcessor(Processor):
     topics = (DEPOSITS,)
     event_types = frozenset({"deposit", "ramp_on"})
 
+    def needs_api(self) -> bool:
+        return True  # credited deposits override the card's virtual balance
+
     def handle(self, event: Event, ctx: Context) -> None:
         data = event.data
         assert isinstance(data, (Deposit, RampOn))

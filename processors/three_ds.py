@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hookstream.logs import remember_code
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.schemas.events import ThreeDSChallenge
@@ -31,6 +32,9 @@ class ThreeDSProcessor(Processor):
         self.ttl = timedelta(seconds=settings.three_ds_ttl_s)
         self.rules = ThreeDSRules.from_settings(settings)
 
+    def needs_api(self) -> bool:
+        return True  # every challenge is answered through the API
+
     def deadline(self, event: Event) -> datetime | None:
         data = event.data
         assert isinstance(data, ThreeDSChallenge)
@@ -44,6 +48,7 @@ class ThreeDSProcessor(Processor):
     def handle(self, event: Event, ctx: Context) -> None:
         data = event.data
         assert isinstance(data, ThreeDSChallenge)
+        remember_code(data.code)  # masked in every later log line, whatever key carries it
         card = ctx.uow.card_state(data.card_id)
         available = ctx.uow.balance(card.account_id).available if card is not None else None
         extra = data.model_extra or {}

@@ -34,11 +34,11 @@ KEY = "test-webhook-key-0001"  # make_settings' webhook key
 # Series the scenario below must produce (the rest of the dashboard's metrics only need to be exposed).
 DRIVEN = {
     "up", "hookstream_webhooks_received_total", "hookstream_webhooks_published_total",
-    "hookstream_webhooks_rejected_total", "hookstream_request_seconds_count", "hookstream_request_seconds_bucket",
-    "hookstream_publish_seconds_bucket", "hookstream_authorization_decisions_total",
-    "hookstream_authorization_seconds_bucket", "hookstream_spool_depth", "hookstream_spool_bytes",
+    "hookstream_webhooks_rejected_total", "hookstream_request_duration_seconds_count", "hookstream_request_duration_seconds_bucket",
+    "hookstream_publish_duration_seconds_bucket", "hookstream_authorization_decisions_total",
+    "hookstream_authorization_duration_seconds_bucket", "hookstream_spool_depth", "hookstream_spool_bytes",
     "hookstream_spool_written_total", "hookstream_spool_forwarded_total", "hookstream_spool_rejected_total",
-    "hookstream_processed_total", "hookstream_processing_seconds_bucket", "hookstream_event_age_seconds_bucket",
+    "hookstream_processed_total", "hookstream_processing_duration_seconds_bucket", "hookstream_event_age_seconds_bucket",
     "hookstream_consumer_lag",
 }
 

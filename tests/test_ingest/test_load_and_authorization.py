@@ -102,8 +102,8 @@ def test_metrics_count_received_and_published_per_event_type(settings, start_rec
     text = httpx.get(f"{receiver.base}/metrics").text
     assert 'hookstream_webhooks_received_total{event_type="deposit",product="virtual_wallets"} 3.0' in text
     assert 'hookstream_webhooks_published_total{event_type="deposit",product="virtual_wallets"} 3.0' in text
-    assert "hookstream_publish_seconds_bucket" in text
-    assert 'hookstream_request_seconds_count{route="webhook",status="200"} 3.0' in text
+    assert "hookstream_publish_duration_seconds_bucket" in text
+    assert 'hookstream_request_duration_seconds_count{route="webhook",status="200"} 3.0' in text
 
 
 def test_several_workers_share_the_load_log_redacted_json_and_aggregate_metrics(settings, start_receiver, topic_reader):

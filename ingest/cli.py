@@ -7,6 +7,7 @@ import tempfile
 
 import click
 
+from hookstream.logs import UVICORN_LOG_CONFIG, get_logger
 from hookstream.settings import get_settings
 
 
@@ -29,7 +30,11 @@ def ingest(host: str, port: int, workers: int) -> None:
         raise click.UsageError("set HOOKSTREAM_WEBHOOK_KEYS (the key(s) CryptoMate sends in X-Webhook-Key)")
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hookstream-metrics-")
-    click.echo(f"hookstream ingest on http://{host}:{port}/webhooks/cryptomate (workers={workers})", err=True)
+    from hookstream import metrics  # after PROMETHEUS_MULTIPROC_DIR: the zeros land where workers' counts do
+
+    metrics.precreate()
+    get_logger("hookstream.ingest").info("ingest.starting", url=f"http://{host}:{port}/webhooks/cryptomate",
+                                         workers=workers)
     uvicorn.run(
         "hookstream.ingest.app:create_app",
         factory=True,
@@ -38,6 +43,7 @@ def ingest(host: str, port: int, workers: int) -> None:
         workers=workers,
         access_log=False,
         log_level="warning",
+        log_config=UVICORN_LOG_CONFIG,  # uvicorn's lines through hookstream's JSON renderer and redaction
         lifespan="on",
         timeout_graceful_shutdown=15,
     )

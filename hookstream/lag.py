@@ -43,11 +43,12 @@ def measure(settings: Settings, admin: Any, consumer: Any) -> LagReport:
     from kafka import TopicPartition
 
     prefix = settings.topic("hookstream.")
-    groups = sorted(g[0] for g in admin.list_consumer_groups() if g[0].startswith(prefix))
-    committed: dict[str, dict[Any, int]] = {}
-    for group in groups:
-        offsets = admin.list_consumer_group_offsets(group)
-        committed[group] = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    groups = sorted(g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(prefix))
+    fetched = admin.list_group_offsets({group: None for group in groups}) if groups else {}
+    committed: dict[str, dict[Any, int]] = {
+        group: {tp: meta.offset for tp, meta in fetched.get(group, {}).items() if meta.offset >= 0}
+        for group in groups
+    }
     wanted = {tp for offsets in committed.values() for tp in offsets}
     dlq_topics = sorted(t for t in admin.list_topics() if t.startswith(prefix) and t.endswith(DLQ_SUFFIX))
     dlq_parts = [TopicPartition(t, p) for t in dlq_topics for p in sorted(consumer.partitions_for_topic(t) or ())]

@@ -23,6 +23,9 @@ PROCESSORS = ("cards", "three-ds", "deposits", "treasury", "card-status")
 # Grafana's built-in interval variables, as Grafana would substitute them at a 15 s scrape interval.
 GRAFANA_BUILTINS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
+# Series every scrape has without hookstream declaring them: Prometheus' `up`, prometheus_client's process metrics.
+SCRAPE_METRICS = frozenset({"up", "process_start_time_seconds"})
+
 # PromQL words that look like metric names but are not.
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
              "offset", "le", "inf", "nan"}

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from test_deploy.conftest import render, tool
-from test_deploy.exprs import (PROCESSORS, RULES, alerts, dashboard_exprs, families, label_names, label_values_query,
+from test_deploy.exprs import (PROCESSORS, RULES, SCRAPE_METRICS, alerts, dashboard_exprs, families, label_names, label_values_query,
                           metric_names, rule_exprs, substitute)
 from fixtures.processes import Processes
 from fixtures.waiting import wait_until
@@ -39,7 +39,7 @@ DRIVEN = {
     "hookstream_authorization_duration_seconds_bucket", "hookstream_spool_depth", "hookstream_spool_bytes",
     "hookstream_spool_written_total", "hookstream_spool_forwarded_total", "hookstream_spool_rejected_total",
     "hookstream_processed_total", "hookstream_processing_duration_seconds_bucket", "hookstream_event_age_seconds_bucket",
-    "hookstream_consumer_lag",
+    "hookstream_consumer_lag", "hookstream_consumer_group_lag", "hookstream_dlq_records", "hookstream_kafka_up",
 }
 
 
@@ -156,8 +156,13 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
         for path in probes[role]:
             assert httpx.get(f"{base}{path}", timeout=5).status_code == 200, f"{role} {path}"
 
+    lag_port = free_port()
+    processes.start(["lag", "--serve", str(lag_port), "--interval", "1"], env, name="lag",
+                    ready_url=f"http://127.0.0.1:{lag_port}/metrics", timeout=60)
+
     prom = prometheus_for({"hookstream-receiver": [f"127.0.0.1:{ingest_port}"],
-                           "hookstream-processor": [f"127.0.0.1:{processor_port}"]})
+                           "hookstream-processor": [f"127.0.0.1:{processor_port}"],
+                           "hookstream-lag": [f"127.0.0.1:{lag_port}"]})
 
     # A few webhooks: an authorization (answered by the receiver), its clearing, a refund, and two refusals.
     post = f"{receiver}/webhooks/cryptomate"
@@ -178,8 +183,8 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
     # Prometheus sees both targets up and the processor's work.
     def targets_up() -> bool:
         result = prom.api("query", query='up{job=~"hookstream-.*"} == 1')["result"]
-        return len(result) == 2
-    wait_until(targets_up, "both hookstream targets up in Prometheus", 60)
+        return len(result) == 3
+    wait_until(targets_up, "the three hookstream targets up in Prometheus", 60)
     wait_until(lambda: prom.api("query", query=f'sum(hookstream_processed_total{{processor="{PROCESSOR}"}}) >= 3')
              ["result"], f"{PROCESSOR} to process the three card events", 90)
 
@@ -188,7 +193,7 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
     used = set()
     for expr in rule_exprs() + dashboard_exprs():
         used |= metric_names(label_values_query(expr.expr) or expr.expr)
-    used.discard("up")
+    used -= SCRAPE_METRICS
     assert used
     for sample in sorted(used):
         fam = declared[sample]
@@ -196,6 +201,10 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
         jobs = {m["target"]["job"] for m in metadata}
         assert jobs, f"no scraped target exposes {fam.exposition_name}"
         assert {m["type"] for m in metadata} == {fam.kind}, (fam.exposition_name, metadata)
+
+    # The lag exporter measures on its own clock: it sees the processor's commit a little later.
+    wait_until(lambda: prom.api("series", **{"match[]": "hookstream_consumer_group_lag"}),
+               "the lag exporter's view of the committed offsets", 60)
 
     # 2. The series the scenario exercised have samples, with the labels the queries group by.
     for sample in sorted(DRIVEN):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from test_deploy.conftest import run, tool
-from test_deploy.exprs import (OPERATIONS, REPO, RULE_TESTS, RULES, alerts, all_exprs, dashboard, families,
-                          label_names, label_values_query, metric_names)
+from test_deploy.exprs import (OPERATIONS, REPO, RULE_TESTS, RULES, SCRAPE_METRICS, alerts, all_exprs, dashboard,
+                          families, label_names, label_values_query, metric_names)
 
 
 def test_promtool_check_rules():
@@ -77,7 +77,7 @@ def test_prometheus_config_for_compose_is_valid_and_loads_the_rules(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == {"hookstream-receiver", "hookstream-processor"}
+    assert jobs == {"hookstream-receiver", "hookstream-processor", "hookstream-lag"}
 
 
 @pytest.mark.parametrize("expr", all_exprs(), ids=lambda e: e.where)
@@ -89,7 +89,7 @@ def test_promql_names_only_declared_metrics_and_their_labels(expr):
     labels = label_names(query)
     allowed = {"le", "job", "instance", "namespace", "pod"}
     for name in names:
-        if name == "up":
+        if name in SCRAPE_METRICS:
             continue
         assert name in declared, f"{expr.where}: {name} is not declared in hookstream.metrics"
         allowed |= set(declared[name].labels)

@@ -44,7 +44,7 @@ def read_seed(path: Path) -> dict[str, Any]:
 @click.option("--retry-base", "retry_base_s", type=float, default=1.0, show_default=True,
               help="First redelivery delay in seconds for regular events (doubles each attempt).")
 @click.option("--authorization-timeout", "authorization_timeout_s", type=float, default=1.2, show_default=True,
-              help="Authorization deadline in seconds (the platform's 1,200 ms; [OLD-T] says 1.0).")
+              help="Authorization deadline in seconds (the platform's 1,200 ms; older platform docs say 1.0).")
 @click.option("--no-rate-limit", is_flag=True, help="Disable the 15 requests/s per key and per IP limit.")
 def sandbox(host: str, port: int, seed_path: Path | None, webhook_url: str | None, webhook_key: str | None,
             generation: str, casing: str, amounts: str, retry_base_s: float, authorization_timeout_s: float,

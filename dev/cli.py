@@ -87,6 +87,9 @@ def _run(run_dir: Path, run_id: str, *, scenario_only: bool, no_scenario: bool, 
         if not no_scenario:
             code = _play(probe, live, stop.is_set, stack.broken)
         if not scenario_only:
+            from hookstream.dev.summary import next_steps
+
+            _echo(next_steps(endpoints, stack.settings(), scenario.ACCOUNT, scenario.CARD))
             code = _watch(stack, probe, live, stop) or code
     except ChildFailed as exc:
         _echo(f"stack failed: {exc}")
@@ -125,7 +128,7 @@ def _play(probe: Any, live: Any, should_stop: Any, broken: Any) -> int:
         passed, snap = False, probe.snapshot()
     finally:
         driver.close()
-    _echo(snap.render())
+    live.show(snap, force=True)  # the final state, unless the live summary just showed it
     _echo(f"scenario {'PASSED' if passed else 'FAILED'} in {time.monotonic() - started:.1f}s; expected state:")
     _echo(result_table(scenario.EXPECTED, snap))
     return EXIT_OK if passed else EXIT_SCENARIO_FAILED

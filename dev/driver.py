@@ -33,9 +33,10 @@ class Live:
         self._last_sig = ""
 
     def show(self, snap: Snapshot, force: bool = False) -> None:
+        """Print `snap` if it differs from the last one printed; `force` skips the rate limit, not that."""
         now = time.monotonic()
         sig = snap.signature()
-        if force or (sig != self._last_sig and now - self._last_at >= self.every_s):
+        if sig != self._last_sig and (force or now - self._last_at >= self.every_s):
             self.echo(snap.render())
             self._last_at, self._last_sig = now, sig
 

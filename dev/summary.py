@@ -195,5 +195,23 @@ class Probe:
         )
 
 
+def next_steps(endpoints: Endpoints, settings: Settings, account: str, card: str) -> str:
+    """What to try once the scenario is over: three commands to paste into another terminal, as is."""
+    import shlex
+
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (
+        ("HOOKSTREAM_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+        ("HOOKSTREAM_TOPIC_PREFIX", settings.topic_prefix),
+        ("HOOKSTREAM_DATABASE_URL", settings.database_url)) if v)
+    body = f'{{"card_id": "{card}", "bill_amount": 5}}'
+    return "\n".join([
+        "scenario over; the stack keeps running (Ctrl-C stops it). Try, in another terminal:",
+        f"  curl -s -X POST {endpoints.sandbox}/_sandbox/trigger/authorization "
+        f"-H 'content-type: application/json' -d '{body}'   # one more authorization, decided by the ledger",
+        f"  {env} hookstream ledger balance {account}   # the hold it placed",
+        f"  {env} hookstream lag   # every processor's lag and dead letters, from committed offsets",
+    ])
+
+
 def money(value: Decimal | str | float | int) -> str:
     return f"{Decimal(str(value)):.2f}"

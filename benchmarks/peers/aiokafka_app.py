@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from common import BOOTSTRAP, OK, key_ok, route
+from common import BOOTSTRAP, OK, accept
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,14 +17,12 @@ producer: AIOKafkaProducer
 
 
 async def webhook(request: Request) -> Response:
-    if not key_ok(request.headers.get("x-webhook-key")):
-        return Response(status_code=401)
-    body = await request.body()
-    target = route(body)
-    if target is None:
-        return Response(status_code=400)
+    accepted = await accept(request)
+    if isinstance(accepted, Response):
+        return accepted
+    topic, key, body = accepted
     try:
-        await producer.send_and_wait(target[0], body, key=target[1])
+        await producer.send_and_wait(topic, body, key=key)
     except KafkaError:
         return Response(status_code=503)
     return Response(OK, media_type="application/json")

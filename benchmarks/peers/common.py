@@ -1,4 +1,4 @@
-"""What the Python peers share: their settings from the environment, the key check and the routing lookup."""
+"""What the Python peers share: settings from the environment, the key check, JSON parse and routing lookup."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import json
 import os
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 KEY = os.environ.get("PEER_KEY", "").encode()
 BOOTSTRAP = os.environ.get("PEER_BOOTSTRAP", "127.0.0.1:9092")
 # "product/event_type" → [topic, field of data that keys the record]; written by benchmarks/ingest.py
@@ -14,8 +17,14 @@ ROUTES: dict[str, list[str]] = json.loads(os.environ.get("PEER_ROUTES", "{}"))
 OK = b'{"response_code":"OK"}'
 
 
-def key_ok(presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(presented.encode(), KEY)
+async def accept(request: Request) -> tuple[str, bytes, bytes] | Response:
+    """(topic, record key, body) of an authentic, routable webhook, else the answer to give (401/400)."""
+    presented = request.headers.get("x-webhook-key")
+    if presented is None or not hmac.compare_digest(presented.encode(), KEY):
+        return Response(status_code=401)
+    body = await request.body()
+    target = route(body)
+    return Response(status_code=400) if target is None else (*target, body)
 
 
 def route(body: bytes) -> tuple[str, bytes] | None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from common import BOOTSTRAP, OK, key_ok, route
+from common import BOOTSTRAP, OK, accept
 from confluent_kafka import KafkaException, Producer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,12 +24,10 @@ def settle(done: asyncio.Future[None], err: Any) -> None:
 
 
 async def webhook(request: Request) -> Response:
-    if not key_ok(request.headers.get("x-webhook-key")):
-        return Response(status_code=401)
-    body = await request.body()
-    target = route(body)
-    if target is None:
-        return Response(status_code=400)
+    accepted = await accept(request)
+    if isinstance(accepted, Response):
+        return accepted
+    topic, key, body = accepted
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
@@ -37,7 +35,7 @@ async def webhook(request: Request) -> Response:
         loop.call_soon_threadsafe(settle, done, err)
 
     try:
-        producer.produce(target[0], body, key=target[1], on_delivery=delivered)
+        producer.produce(topic, body, key=key, on_delivery=delivered)
         await done
     except (KafkaException, BufferError):
         return Response(status_code=503)

@@ -7,5 +7,6 @@ run:  ## the whole pipeline locally with demo traffic (Ctrl-C stops it)
 test:  ## the whole test suite (real Kafka, PostgreSQL, Prometheus, sandbox)
 	scripts/test.sh
 
-bench:  ## benchmarks; figures go to docs/benchmarks.md
+bench:  ## benchmarks; figures go to docs/benchmarks.md (needs wrk and go: see benchmarks/ingest.py)
+	.venv/bin/pip install -q -e ".[bench]"
 	.venv/bin/python benchmarks/ingest.py

@@ -1,10 +1,12 @@
-"""What the latency benchmarks share: percentiles, /metrics scraping, reading a topic's record headers."""
+"""What the benchmarks share: percentiles, /metrics scraping, record headers, CPU from /proc, a wrk run."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -105,3 +107,70 @@ def load_average() -> str:
 
 def fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.1f}"
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of `pid` and every live descendant (/proc/<pid>/stat counts all of a process's threads)."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    own: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        parents[int(fields[1])].append(int(entry.name))
+        own[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total_s, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total_s += own.get(current, 0.0)
+        todo.extend(parents.get(current, []))
+    return total_s
+
+
+def _reaped_children_cpu() -> float:
+    """cutime+cstime of this process: the CPU of the children it has waited for (wrk, once reaped)."""
+    fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+# wrk's done() hook prints one JSON line the caller parses (latencies in µs).
+WRK_DONE = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,'
+    .. '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}\\n', summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+"""
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int, threads: int = 1,
+        watch: dict[str, int] | None = None) -> dict[str, float]:
+    """One closed-loop wrk run: requests/s, latency percentiles (ms), and the CPU seconds per request of
+    every process tree in `watch` (name → pid) and of wrk itself, all from /proc around the run."""
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "15s",
+           "-s", str(script), url]
+    watch = watch or {}
+    before = {name: tree_cpu_seconds(pid) for name, pid in watch.items()}
+    client_before = _reaped_children_cpu()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=seconds + 60)
+    after = {name: tree_cpu_seconds(pid) for name, pid in watch.items()}
+    client_s = _reaped_children_cpu() - client_before
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRK ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {out[-2000:]}")
+    raw = json.loads(line[4:])
+    n = max(raw["requests"], 1)
+    result = {"requests": raw["requests"], "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+              "non2xx": raw["non2xx"], "socket_errors": raw["socket_errors"],
+              **{q: raw[q] / 1000 for q in ("p50", "p90", "p99", "p999", "max")},
+              "client_cpu_us": client_s / n * 1e6}
+    for name in watch:
+        result[f"{name}_cpu_us"] = (after[name] - before[name]) / n * 1e6
+    return result

@@ -1,4 +1,4 @@
-"""The ceiling the receiver is measured against: the same route under the same server, answering at once."""
+"""Peer (d), the HTTP ceiling: the same route under the same server, answering at once (no Kafka)."""
 
 from starlette.applications import Starlette
 from starlette.requests import Request

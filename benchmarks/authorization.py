@@ -36,6 +36,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import harness  # noqa: F401  (sys.path: tests/, benchmarks/)
 from harness import fmt, histogram, load_average, record_headers, scrape, summary, total
 from fixtures.http_load import post_paced
@@ -98,6 +100,17 @@ def bodies(n: int, tag: str, rng: random.Random) -> tuple[list[bytes], list[str]
     return out, ops
 
 
+def patient_scrape(url: str, attempts: int = 6) -> Any:
+    """`scrape`, waiting out a receiver still working through a backlog (each attempt allows 10 s)."""
+    for attempt in range(attempts):
+        try:
+            return scrape(url)
+        except httpx.TimeoutException:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -133,9 +146,9 @@ def run(backend: str, url: str, rate: float, args: argparse.Namespace, work: Pat
 
         warm_result = send(warm)
         load_before = load_average()
-        before, cpu_before = scrape(metrics_url), cpu_seconds(ingest.pid)
+        before, cpu_before = patient_scrape(metrics_url), cpu_seconds(ingest.pid)
         result = send(load)
-        after, cpu_after = scrape(metrics_url), cpu_seconds(ingest.pid)
+        after, cpu_after = patient_scrape(metrics_url), cpu_seconds(ingest.pid)
         load_after = load_average()
     finally:
         procs.stop_all()

@@ -30,6 +30,7 @@ from hookstream.settings import Settings
 log = get_logger(__name__)
 
 MAX_BATCH = 256
+MAX_RECORDS = 64  # fallback answers put on record per call, at most
 FALLBACK_GIVE_UP_S = 600.0  # a fallback answer not on record after this is reported (the cards processor
 #                             still releases the hold when it reads the declined answer from Kafka)
 RECONNECT_BACKOFF_S = (0.05, 1.0)  # first and longest pause after the database could not be reached
@@ -189,16 +190,20 @@ class PostgresBooks:
 
     async def _flush(self) -> None:
         self._fallbacks = [f for f in self._fallbacks if not f.expired()]
-        records = self._fallbacks[:MAX_BATCH]
+        records = self._fallbacks[:MAX_RECORDS]  # a backlog of records never crowds decisions out
+        later = {f.request.dedup_key for f in self._fallbacks[MAX_RECORDS:]}
         batch: list[_Waiting] = []
+        deferred: list[_Waiting] = []  # redeliveries whose fallback answer is not on record yet
         while self._waiting and len(records) + len(batch) < MAX_BATCH:
             item = self._waiting.popleft()
-            if not item.future.done():  # cancelled: answered with the fallback, never decided
-                batch.append(item)
-        if not batch and not records:
-            return
+            if item.future.done():  # cancelled: answered with the fallback, never decided
+                continue
+            (deferred if item.request.dedup_key in later else batch).append(item)
         if time.monotonic() < self._down_until:  # the database just failed: answer at once, no wait
-            self._fail(batch, LedgerTransientError("authorization database unreachable"))
+            self._fail(batch + deferred, LedgerTransientError("authorization database unreachable"))
+            return
+        self._waiting.extendleft(reversed(deferred))
+        if not batch and not records:
             return
         try:
             rows = await self._call(records, batch)
@@ -364,7 +369,7 @@ class SqliteBooks:
                     self._fallbacks.append(item)
                 else:
                     batch.append(item)
-                if len(batch) + len(self._fallbacks) >= MAX_BATCH:
+                if len(batch) + min(len(self._fallbacks), MAX_RECORDS) >= MAX_BATCH:
                     break
                 try:
                     item = self._queue.get_nowait()
@@ -377,8 +382,13 @@ class SqliteBooks:
 
     def _decide_batch(self, batch: list[_Decide]) -> None:
         self._fallbacks = [f for f in self._fallbacks if not f.expired()]
-        records = list(self._fallbacks)
-        started = [item for item in batch if item.future.set_running_or_notify_cancel()]
+        records = self._fallbacks[:MAX_RECORDS]  # a backlog of records never crowds decisions out
+        later = {f.request.dedup_key for f in self._fallbacks[MAX_RECORDS:]}
+        for item in batch:  # a redelivery whose fallback answer is not on record yet: after it is
+            if item.request.dedup_key in later:
+                self._queue.put(item)
+        started = [item for item in batch
+                   if item.request.dedup_key not in later and item.future.set_running_or_notify_cancel()]
         if not started and not records:
             return
         outcomes: list[tuple[concurrent.futures.Future[Decision], Decision | BaseException]] = []

@@ -387,14 +387,13 @@ class SqliteBooks:
         for item in batch:  # a redelivery whose fallback answer is not on record yet: after it is
             if item.request.dedup_key in later:
                 self._queue.put(item)
-        started = [item for item in batch
-                   if item.request.dedup_key not in later and item.future.set_running_or_notify_cancel()]
-        if not started and not records:
+        batch = [item for item in batch if item.request.dedup_key not in later]
+        if not batch and not records:
             return
         outcomes: list[tuple[concurrent.futures.Future[Decision], Decision | BaseException]] = []
         released: list[tuple[AuthorizationRequest, int]] = []
         # one item: its transaction is its step; several: a savepoint each, so one failure is contained
-        step = (lambda: nullcontext()) if len(started) + len(records) == 1 else (lambda: uow.savepoint("hs_auth"))
+        step = (lambda: nullcontext()) if len(batch) + len(records) == 1 else (lambda: uow.savepoint("hs_auth"))
         try:
             with self.ledger.unit_of_work() as uow:
                 for record in records:  # first: a redelivery in this batch must find the answer on record
@@ -402,17 +401,21 @@ class SqliteBooks:
                         hold = _record_fallback(uow, record)
                     if hold is not None:
                         released.append((record.request, hold))
-                for item in started:
+                for item in batch:  # the write lock is ours now: a decision not cancelled yet is made
+                    if not item.future.set_running_or_notify_cancel():
+                        continue
                     try:
                         with step():
                             outcomes.append((item.future, _decide(uow, item.request, item.cents)))
                     except LedgerError as exc:
                         outcomes.append((item.future, exc))
         except Exception as exc:  # noqa: BLE001 - the commit failed: no decision of the batch stands
-            log.error("authorization.batch_failed", size=len(started) + len(records), error=type(exc).__name__,
+            log.error("authorization.batch_failed", size=len(batch) + len(records), error=type(exc).__name__,
                       detail=str(exc)[:300])
-            for item in started:
-                item.future.set_exception(exc)
+            for item in batch:
+                future = item.future
+                if future.running() or (not future.done() and future.set_running_or_notify_cancel()):
+                    future.set_exception(exc)
             return
         self._fallbacks = self._fallbacks[len(records):]
         for request, hold in released:

@@ -354,6 +354,11 @@ class SqliteBooks:
         self.ledger.close()
 
     def _run(self) -> None:
+        try:  # open the connection and check the schema before the first authorization waits on it
+            with self.ledger.unit_of_work(read_only=True):
+                pass
+        except LedgerError as exc:
+            log.warning("authorization.warm_up_failed", error=type(exc).__name__, detail=str(exc)[:300])
         while True:
             try:
                 first = self._queue.get(timeout=IDLE_RETRY_S if self._fallbacks else None)

@@ -7,8 +7,11 @@ HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.policy:ledger_policy) decides 
 (hold when the account's available balance covers bill_amount), publishes event + decision with
 acks=all and only then answers `{"response_code": …}`.
 
-    .venv/bin/python benchmarks/authorization.py [--rate 500] [--seconds 30] \
+    .venv/bin/python benchmarks/authorization.py [--rate 500 --rate 1000] [--seconds 30] \
         [--backend postgres --backend sqlite]
+
+Each (backend, rate) pair runs on its own fresh ledger (a new Postgres cluster, a new SQLite file).
+Targets (Postgres): p99 ≤ 20 ms at 500/s, ≤ 50 ms at 1,000/s, 0 fallbacks for funded cards.
 
 Kafka: HOOKSTREAM_KAFKA_BOOTSTRAP or --bootstrap (default 127.0.0.1:19092), topics under a fresh prefix.
 Postgres: a throwaway local cluster with durable defaults (benchmarks/pg.py); SQLite: a WAL file.
@@ -32,6 +35,8 @@ from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 import harness  # noqa: F401  (sys.path: tests/, benchmarks/)
 from harness import fmt, histogram, load_average, record_headers, scrape, summary, total
@@ -95,25 +100,39 @@ def bodies(n: int, tag: str, rng: random.Random) -> tuple[list[bytes], list[str]
     return out, ops
 
 
+def patient_scrape(url: str, attempts: int = 6) -> Any:
+    """`scrape`, waiting out a receiver still working through a backlog (each attempt allows 10 s)."""
+    for attempt in range(attempts):
+        try:
+            return scrape(url)
+        except httpx.TimeoutException:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+TARGET_P99_MS = {500.0: 20.0, 1000.0: 50.0}  # Postgres; other rates: the 1,000/s target
+
+
+def run(backend: str, url: str, rate: float, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     prefix = f"benchauth{uuid.uuid4().hex[:8]}."
     settings = Settings(kafka_bootstrap=args.bootstrap, topic_prefix=prefix, topic_partitions=6)
     ensure_topics(settings, list(TOPICS))
     seed(url)
     rng = random.Random(7)
-    warm, _ = bodies(int(args.rate * args.warmup), "w", rng)
-    load, ops = bodies(int(args.rate * args.seconds), "m", rng)
+    warm, _ = bodies(int(rate * args.warmup), "w", rng)
+    load, ops = bodies(int(rate * args.seconds), "m", rng)
     procs = Processes(work)
     port = free_port()
     env = {"HOOKSTREAM_KAFKA_BOOTSTRAP": args.bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
            "HOOKSTREAM_WEBHOOK_KEYS": KEY, "HOOKSTREAM_SPOOL_DIR": str(work / f"spool-{backend}"),
            "HOOKSTREAM_DATABASE_URL": url, "HOOKSTREAM_AUTHORIZATION_POLICY": POLICY,
-           "HOOKSTREAM_LOG_LEVEL": args.log_level}
+           "HOOKSTREAM_LOG_LEVEL": args.log_level, **dict(e.split("=", 1) for e in args.env)}
     try:
         ingest = procs.start(["ingest", "--port", str(port), "--workers", str(WORKERS)], env, name=f"ingest-{backend}",
                              ready_url=f"http://127.0.0.1:{port}/readyz", timeout=60)
@@ -123,13 +142,13 @@ def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[st
             headers = {"X-Webhook-Key": KEY, "Content-Type": "application/json",
                        "X-Request-Timestamp": str(int(time.time() * 1000))}
             return asyncio.run(post_paced("127.0.0.1", port, "/webhooks/cryptomate", batch, headers,
-                                          args.rate, args.connections))
+                                          rate, args.connections))
 
         warm_result = send(warm)
         load_before = load_average()
-        before, cpu_before = scrape(metrics_url), cpu_seconds(ingest.pid)
+        before, cpu_before = patient_scrape(metrics_url), cpu_seconds(ingest.pid)
         result = send(load)
-        after, cpu_after = scrape(metrics_url), cpu_seconds(ingest.pid)
+        after, cpu_after = patient_scrape(metrics_url), cpu_seconds(ingest.pid)
         load_after = load_average()
     finally:
         procs.stop_all()
@@ -140,9 +159,12 @@ def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[st
 
     codes: dict[str, int] = {}
     approved_cents = 0
+    funded_declined = 0
     for body, status, answer in zip(load, result.statuses, result.answers, strict=True):
         code = json.loads(answer)["response_code"] if status == 200 else f"HTTP {status}"
         codes[code] = codes.get(code, 0) + 1
+        if code != "00" and b'"crd_rich_' in body:  # funded cards: anything but "00" is a fallback
+            funded_declined += 1
         if code == "00":
             approved_cents += round(Decimal(json.loads(body)["data"]["bill_amount"]) * 100)
     # The decision time the receiver wrote into each record (hs-decision-ms), for the measured ones.
@@ -156,7 +178,8 @@ def run(backend: str, url: str, args: argparse.Namespace, work: Path) -> dict[st
     held = _held_cents(url)
     ok = [lat for lat, s in zip(result.latencies, result.statuses, strict=True) if s == 200]
     return {
-        "backend": backend, "sent": len(load), "answered_200": len(ok), "achieved_rate": result.achieved_rate,
+        "backend": backend, "rate": rate, "funded_declined": funded_declined,
+        "cpu_us_per_decision": (cpu_after - cpu_before) / max(len(load), 1) * 1e6, "sent": len(load), "answered_200": len(ok), "achieved_rate": result.achieved_rate,
         "connections": result.connections_opened, "latency": summary(result.latencies),
         "over_800": sum(lat > 0.8 for lat in result.latencies), "over_1200": sum(lat > 1.2 for lat in result.latencies),
         "send_lag_p99": harness.pct(result.send_lag, 0.99),
@@ -188,64 +211,72 @@ def _held_cents(url: str) -> int | None:
 
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace, pg: dict[str, str] | None) -> str:
-    cmd = (f"python benchmarks/authorization.py --rate {args.rate:g} --seconds {args.seconds:g} "
-           + " ".join(f"--backend {r['backend']}" for r in results))
-    rows, decisions, mixes = [], [], []
-    loads = ", ".join(f"{r['backend']} {r['load']}" for r in results)
+    rates = sorted({r["rate"] for r in results})
+    cmd = ("python benchmarks/authorization.py " + " ".join(f"--rate {rate:g}" for rate in rates)
+           + f" --seconds {args.seconds:g} " + " ".join(f"--backend {b}" for b in dict.fromkeys(r["backend"] for r in results))
+           + "".join(f" --env {e}" for e in args.env))
+    rows, decisions, mixes, verdicts = [], [], [], []
+    loads = ", ".join(f"{r['backend']} {r['rate']:g}/s {r['load']}" for r in results)
     for r in results:
         lat, d, hist = r["latency"], r["decision"], r["decision_histogram"]
-        rows.append(f"| {r['backend']} | {r['achieved_rate']:,.0f} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | "
-                    f"{fmt(lat['p99'])} | {fmt(lat['p999'])} | {fmt(lat['max'])} | {r['over_1200']} | "
-                    f"{r['answered_200']:,}/{r['sent']:,} | {r['ingest_cpu']:.0%} |")
-        decisions.append(f"| {r['backend']} | {fmt(d['p50'])} | {fmt(d['p99'])} | {fmt(d['max'])} | "
-                         f"{fmt(hist['p50'])} / {fmt(hist['p99'])} | {r['fallbacks']:.0f} |")
-        mixes.append(f"{r['backend']}: " + ", ".join(f"`{c}` {n:,}" for c, n in r["codes"].items())
+        label = f"{r['backend']} | {r['rate']:,.0f}"
+        rows.append(f"| {label} | {r['achieved_rate']:,.0f} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | "
+                    f"{fmt(lat['p99'])} | {fmt(lat['max'])} | {r['over_1200']} | {r['fallbacks']:.0f} | "
+                    f"{r['funded_declined']} | {r['answered_200']:,}/{r['sent']:,} | {r['ingest_cpu']:.0%} | "
+                    f"{r['cpu_us_per_decision']:,.0f} |")
+        decisions.append(f"| {label} | {fmt(d['p50'])} | {fmt(d['p99'])} | {fmt(d['max'])} | "
+                         f"{fmt(hist['p50'])} / {fmt(hist['p99'])} |")
+        mixes.append(f"{r['backend']} {r['rate']:g}/s: " + ", ".join(f"`{c}` {n:,}" for c, n in r["codes"].items())
                      + ("" if r["holds_match"] else " (**ledger holds do not cover the approvals**)")
                      + (f" (**${r['held_beyond_approved']:,.2f} still held for authorizations answered"
-                        " with a decline**: late decisions whose compensation failed)"
-                        if r["held_beyond_approved"] > 0 else ""))
+                        " with a decline**)" if r["held_beyond_approved"] > 0 else ""))
+        target = TARGET_P99_MS.get(r["rate"], 50.0)
+        met = lat["p99"] <= target and r["funded_declined"] == 0 and r["over_1200"] == 0
+        verdicts.append(f"{r['backend']} {r['rate']:g}/s: p99 {fmt(lat['p99'])} ms against ≤ {target:g} ms, "
+                        f"{r['funded_declined']} funded cards not approved — **{'met' if met else 'missed'}**")
     pg_line = (f"Postgres {pg.get('server_version', '?').split()[0]} throwaway local cluster, fsync={pg.get('fsync')}, "
                f"synchronous_commit={pg.get('synchronous_commit')}; " if pg else "")
-    p99 = {r["backend"]: r["latency"]["p99"] for r in results}
-    verdict = "; ".join(f"{b}: p99 {fmt(v)} ms — target ≤ 50 ms **{'met' if v <= 50 else 'missed'}**"
-                        for b, v in p99.items())
-    worst = max(r["latency"]["max"] for r in results)
     return f"""`{cmd}`
 
-Open loop: card `authorization` webhooks (generation B, ~420 B) sent at a fixed **{args.rate:g}/s** for
+Open loop: card `authorization` webhooks (generation B, ~420 B) sent at a fixed rate for
 {args.seconds:g} s (after {args.warmup:g} s of warm-up at the same rate, not counted) whatever the
 answers do, from one asyncio client process over a pool of {args.connections} keep-alive connections
 (more are opened when all are busy); latency = scheduled send time → last byte of the answer, so a
 stalled receiver is charged for every request it held up. `hookstream ingest`, one uvicorn worker,
 `HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.policy:ledger_policy`, log level {args.log_level};
 every answer only after the event and its decision were acked (acks=all) by the local single-node
-Kafka 4.4 broker (6 partitions). Ledger: {RICH} accounts with $10M and {POOR} with $50, {CARDS_PER_ACCOUNT}
+Kafka 4.4 broker (6 partitions), so kafka-python's sender thread is busy in the same process.
+Postgres: every queued decision goes to the database as one call of the plpgsql function
+`hookstream_authorize` from one flusher on the receiver's event loop (psycopg 3 async), switch
+interval 0.5 ms; SQLite: one deciding thread, one transaction per batch. Each (ledger, rate) on a
+fresh ledger: {RICH} accounts with $10M and {POOR} with $50, {CARDS_PER_ACCOUNT}
 linked cards each; the mix is ~94% funded cards (approved with a hold), ~3% cards of the $50 accounts
 (`51` once spent), ~3% unlinked cards (`05`). {pg_line}SQLite: WAL file, synchronous=FULL.
-Everything (client, receiver, broker, database) on the same 2 cores, shared with other work (1-minute
-load average before → after the measured part: {loads}).
+Everything (client, receiver, broker, database) on the same 2 cores, **shared with other work** (1-minute
+load average before → after each measured part: {loads}).
 
-| ledger | sent/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | > 1,200 ms | 200s | receiver CPU |
-|---|---|---|---|---|---|---|---|---|---|
+| ledger | rate/s | sent/s | p50 ms | p90 ms | p99 ms | max ms | > 1,200 ms | fallbacks | funded not approved | 200s | receiver CPU | receiver CPU µs / decision |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Decision latency (policy only: queue + group-committed ledger transaction), from each record's
-`hs-decision-ms` header, and the `hookstream_authorization_duration_seconds` histogram (bucket-interpolated):
+Decision latency (policy only: queue + one group-committed call), from each record's `hs-decision-ms`
+header, and the `hookstream_authorization_duration_seconds` histogram (bucket-interpolated):
 
-| ledger | decision p50 ms | p99 ms | max ms | histogram p50 / p99 ms | fallbacks |
+| ledger | rate/s | decision p50 ms | p99 ms | max ms | histogram p50 / p99 ms |
 |---|---|---|---|---|---|
 {chr(10).join(decisions)}
 
 Response codes: {'; '.join(mixes)}.
 
-**Against the targets** (p99 ≤ 50 ms, nothing over 1,200 ms): {verdict}; slowest answer {fmt(worst)} ms
-({'none' if worst <= 1200 else 'some'} over 1,200 ms).
+**Against the targets** (p99 ≤ 20 ms at 500/s and ≤ 50 ms at 1,000/s, 0 fallbacks for funded cards,
+nothing over 1,200 ms): {'; '.join(verdicts)}.
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=500.0, help="Authorizations per second (open loop).")
+    parser.add_argument("--rate", type=float, action="append", help="Authorizations per second (open loop); "
+                        "repeat for several (default 500 and 1000).")
     parser.add_argument("--seconds", type=float, default=30.0, help="Measured duration.")
     parser.add_argument("--warmup", type=float, default=5.0, help="Warm-up seconds at the same rate.")
     parser.add_argument("--connections", type=int, default=32, help="Keep-alive connections opened up front.")
@@ -255,6 +286,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
     parser.add_argument("--workers", type=int, default=1, help="Receiver worker processes (`ingest --workers`).")
+    parser.add_argument("--env", action="append", default=[], help="NAME=value for the receiver (repeatable).")
     args = parser.parse_args()
     global WORKERS
     WORKERS = args.workers
@@ -262,19 +294,21 @@ def main() -> None:
     results, pg = [], None
     try:
         for backend in args.backend or ["postgres", "sqlite"]:
-            with ExitStack() as stack:
-                if backend == "sqlite":
-                    url = f"sqlite:///{work / 'ledger.db'}"
-                else:
-                    url = args.postgres_url or stack.enter_context(durable_postgres())
-                    pg = server_settings(url)
-                result = run(backend, url, args, work)
-            print(json.dumps({k: v for k, v in result.items() if k not in ("log_tail", "first_error")}, default=str))
-            if result["answered_200"] < result["sent"] or any(math.isnan(v) for v in result["decision"].values()):
-                print(f"--- ingest log tail ---\n{result['log_tail']}")
-            if result["first_error"]:
-                print(f"--- ingest: {result['error_lines']} error lines; the first ---\n{result['first_error']}")
-            results.append(result)
+            for rate in args.rate or [500.0, 1000.0]:
+                with ExitStack() as stack:
+                    if backend == "sqlite":
+                        url = f"sqlite:///{work / f'ledger-{rate:g}.db'}"
+                    else:
+                        url = args.postgres_url or stack.enter_context(durable_postgres())
+                        pg = server_settings(url)
+                    result = run(backend, url, rate, args, work)
+                print(json.dumps({k: v for k, v in result.items() if k not in ("log_tail", "first_error")},
+                                 default=str), flush=True)
+                if result["answered_200"] < result["sent"] or any(math.isnan(v) for v in result["decision"].values()):
+                    print(f"--- ingest log tail ---\n{result['log_tail']}")
+                if result["first_error"]:
+                    print(f"--- ingest: {result['error_lines']} error lines; the first ---\n{result['first_error']}")
+                results.append(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     body = markdown(results, args, pg)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import itertools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hookstream import metrics
+from hookstream.domain.authorization import APPROVED
 from hookstream.logs import get_logger
 from hookstream.schemas.envelope import Envelope
 from hookstream.schemas.events import Authorization
@@ -19,14 +22,22 @@ from hookstream.settings import Settings
 
 log = get_logger(__name__)
 
-APPROVED = frozenset({"00", "SUCCESS"})  # platform: "00" or "SUCCESS" approve, anything else declines
+_ATTEMPTS = itertools.count()
+_PROCESS = uuid.uuid4().hex[:12]
+
+
+def _next_attempt() -> str:
+    return f"{_PROCESS}-{next(_ATTEMPTS)}"
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
+    """One delivery of an authorization; `attempt` tells deliveries of the same event apart."""
+
     envelope: Envelope
     data: Authorization
     dedup_key: str
+    attempt: str = field(default_factory=_next_attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +52,21 @@ class Decision:
 
 
 class Policy(Protocol):
-    """Called in a worker thread (it may block). A policy may also offer `submit(request) ->
-    concurrent.futures.Future[Decision]` (used instead, e.g. to batch; a future cancelled before it
-    runs must not be decided) and `compensate(request, decision)` (undo an approval that arrived after
-    the fallback answer; called on the event loop, so it must only queue the work)."""
+    """Called in a worker thread (it may block) for policies that keep no books."""
 
     def __call__(self, request: AuthorizationRequest) -> Decision: ...
+
+
+class BookedPolicy(Protocol):
+    """A policy whose answers have effects (holds) and are recorded: decided on the event loop.
+
+    `decide` is cancelled when the budget runs out (a decision not sent yet must then never be made);
+    `fallback` is told of every fallback answer, on the loop, and must only queue the work of making
+    that answer the one on record (undoing a late decision's hold)."""
+
+    def decide(self, request: AuthorizationRequest) -> Awaitable[Decision]: ...
+
+    def fallback(self, request: AuthorizationRequest, decision: Decision) -> None: ...
 
 
 def static_policy(settings: Settings) -> Policy:
@@ -60,28 +80,31 @@ def static_policy(settings: Settings) -> Policy:
     return decide
 
 
-def load_policy(spec: str, settings: Settings) -> Policy:
-    """Load `module:attr`. A class or a function taking `settings` builds the policy; the policy is
-    then called with an AuthorizationRequest (in a worker thread: it may do blocking I/O)."""
+def load_policy(spec: str, settings: Settings) -> Policy | BookedPolicy:
+    """Load `module:attr`. A class or a function taking `settings` builds the policy: a callable
+    (called with an AuthorizationRequest in a worker thread: it may do blocking I/O) or a
+    BookedPolicy (decided on the event loop)."""
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ValueError(f"authorization policy must be 'module:attribute', got {spec!r}")
     target: Any = getattr(importlib.import_module(module_name), attr)
     policy = target(settings)
-    if not callable(policy):
+    if not callable(policy) and not callable(getattr(policy, "decide", None)):
         raise TypeError(f"{spec} did not build a callable policy")
     return policy
 
 
 class Decider:
-    """Runs the policy off the loop and answers within `authorization_budget_ms` no matter what."""
+    """Runs the policy (off the loop, or on it for a BookedPolicy) and answers within
+    `authorization_budget_ms` no matter what."""
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy | BookedPolicy) -> None:
         self._policy = policy
         self._fallback = settings.authorization_fallback_code
-        self._compensate: Callable[[AuthorizationRequest, Decision], None] | None = getattr(
-            policy, "compensate", None
-        )
+        booked = getattr(policy, "decide", None)
+        self._booked: Callable[[AuthorizationRequest], Awaitable[Decision]] | None = booked
+        self._record_fallback: Callable[[AuthorizationRequest, Decision], None] | None = (
+            getattr(policy, "fallback", None) if booked is not None else None)
         self._threads = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="hookstream-policy")
 
     def close(self) -> None:
@@ -93,35 +116,26 @@ class Decider:
     async def decide(self, request: AuthorizationRequest, budget_s: float) -> tuple[Decision, float]:
         """The decision and its latency in seconds."""
         started = time.perf_counter()
-        submit = getattr(self._policy, "submit", None)  # a policy that batches hands back a future
-        pending: concurrent.futures.Future[Decision] = (
-            submit(request) if submit else self._threads.submit(self._policy, request)
+        work: Awaitable[Decision] = (
+            self._booked(request) if self._booked is not None
+            else asyncio.wrap_future(self._threads.submit(self._policy, request))  # type: ignore[arg-type]
         )
-        work = asyncio.wrap_future(pending)
         try:
-            decision = await asyncio.wait_for(asyncio.shield(work), budget_s)
+            decision = await asyncio.wait_for(work, budget_s)  # on timeout the decision is cancelled
         except TimeoutError:
-            # Not started yet: it never will be (nothing to undo). Already deciding: undo it after.
-            if not pending.cancel():
-                work.add_done_callback(lambda f: self._late(request, f))
-            decision = Decision(self._fallback, "timeout")
-            metrics.authorization_fallbacks.labels("timeout").inc()
-        except Exception as exc:  # noqa: BLE001 - a policy bug must still be answered in time
+            decision = self._fall_back(request, "timeout")
+        except Exception as exc:  # noqa: BLE001 - a policy bug or a lost database must still be answered
             log.error("authorization.policy_failed", error=type(exc).__name__,
                       operation_id=loggable_operation_id(request.envelope))
-            decision = Decision(self._fallback, "error")
-            metrics.authorization_fallbacks.labels("error").inc()
+            decision = self._fall_back(request, "error")
         elapsed = time.perf_counter() - started
         metrics.authorization_seconds.observe(elapsed)
         metrics.authorization_decisions.labels(decision.response_code, decision.reason).inc()
         return decision, elapsed
 
-    def _late(self, request: AuthorizationRequest, future: asyncio.Future[Decision]) -> None:
-        """A decision that came after the fallback answer: undo what it did (e.g. release its hold)."""
-        if future.cancelled() or future.exception() is not None:
-            return
-        decision = future.result()
-        log.warning("authorization.late_decision", operation_id=loggable_operation_id(request.envelope),
-                    response_code=decision.response_code)
-        if decision.approved and self._compensate is not None:
-            self._compensate(request, decision)  # must not block: a policy queues the undo
+    def _fall_back(self, request: AuthorizationRequest, cause: str) -> Decision:
+        decision = Decision(self._fallback, cause)
+        metrics.authorization_fallbacks.labels(cause).inc()
+        if self._record_fallback is not None:  # make it the answer on record (and undo a late hold)
+            self._record_fallback(request, decision)
+        return decision

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, inspect, select, text
 
-from hookstream.ledger import schema
+from hookstream.ledger import decide_pg, decisions, schema
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,16 @@ def _v2(conn: Connection) -> None:
     schema.treasury_movements.create(conn)
 
 
+def _v3(conn: Connection) -> None:
+    decisions.create(conn)
+    decide_pg.install(conn)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
     Migration(2, "create treasury_movements", _v2),
+    Migration(3, "create authorization_decisions; install hookstream_authorize (Postgres)", _v3),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -76,6 +76,11 @@ api_call_seconds = Histogram(
     "hookstream_api_call_seconds", "CryptoMate API call latency.", ["endpoint"], buckets=LATENCY_BUCKETS
 )
 
+outbox_commands = Counter(
+    "hookstream_outbox_commands_total", "API commands settled by the outbox dispatcher.",
+    ["processor", "command", "outcome"],  # sent | retried | expired | dead_lettered
+)
+
 
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The exposition body and its content type (aggregated over workers in multiprocess mode)."""

@@ -25,10 +25,15 @@ def _v2(conn: Connection) -> None:
     schema.treasury_movements.create(conn)
 
 
+def _v3(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.outbox, schema.api_rate_slots])
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
     Migration(2, "create treasury_movements", _v2),
+    Migration(3, "create outbox, api_rate_slots", _v3),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -1,14 +1,17 @@
-"""The consumer runtime: poll → handle in a claimed ledger transaction → retry/dead-letter → commit.
+"""The consumer runtime: poll → handle in a claimed ledger transaction → outbox → commit → dispatch.
 
 One thread runs the poll loop. Records of one partition are handled in order; a transient failure
 pauses only its partition (seek back, resume when the backoff is due) while others keep flowing.
 The records of a poll share one ledger transaction, each claim+effect in its own savepoint; the
-offsets are committed only after that transaction (or the dead letter) is.
+offsets are committed only after that transaction (or the dead letter) is. API commands a handler
+asks for are written into the outbox inside the event's savepoint and sent by the dispatcher
+(`dispatch.py`) after the commit: no HTTP call is made while a ledger transaction is open.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +25,10 @@ from kafka.structs import OffsetAndMetadata
 from hookstream import metrics
 from hookstream.kafka import make_consumer, make_producer
 from hookstream.logs import get_logger
-from hookstream.processors.base import Context, Event, LazyApi, Processor
+from hookstream.idempotency import idempotency_key
+from hookstream.ledger.outbox import enqueue
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.dispatch import Dispatcher
 from hookstream.processors.dlq import DeadLetters, ensure_dlq
 from hookstream.processors.errors import Failure, classify_error
 from hookstream.processors.health import Health
@@ -45,8 +51,13 @@ DLQ_FAILED_PAUSE_S = 5.0  # the dead-letter topic refused a record: retry the re
 
 
 def default_api_factory(settings: Settings) -> Any:
-    """The CryptoMate client, imported only when a handler first uses `ctx.api`."""
-    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(settings)
+    """The CryptoMate client the dispatcher sends with, built on its first command.
+
+    One attempt per call (the dispatcher owns retries) and no per-process pacing: the dispatchers
+    sharing the API key pace themselves through the ledger.
+    """
+    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(
+        settings, rate_limit_per_s=1e9)
 
 
 class _Staged(NamedTuple):
@@ -94,7 +105,9 @@ class Runtime:
         self.topics = [settings.topic(t) for t in processor.topics]
         self.event_types = processor.event_types
         self.log = get_logger("hookstream.processor", processor=self.name)
-        self._api = LazyApi(api_factory, settings) if api_factory else None
+        self._api_factory = api_factory
+        self._dispatcher: Dispatcher | None = None
+        self._batch_commands = 0  # commands written by the open batch transaction
         self._consumer_overrides = consumer_overrides or {}
         self._stopping = False
         self._ready = False
@@ -133,6 +146,11 @@ class Runtime:
         dlq_topic = ensure_dlq(self.settings, self.name)
         producer = make_producer(self.settings, role=f"dlq-{self.name}")
         self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
+        if self._api_factory is not None:
+            factory = self._api_factory
+            self._dispatcher = Dispatcher(self.name, self.settings, self.ledger, lambda: factory(self.settings),
+                                          self._dead_letters).start()
+            self._dispatcher.wake()  # commands a previous process committed but did not send
         consumer = make_consumer(self.settings, group_id(self.name, self.settings), role=f"process-{self.name}",
                                  **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
         self._consumer = consumer
@@ -173,6 +191,8 @@ class Runtime:
         try:
             self._flush()
         finally:
+            if self._dispatcher is not None:
+                self._dispatcher.stop()
             # close() leaves the group, so partitions move to the other processes at once.
             consumer.close(autocommit=False, timeout_ms=5000)
             producer.close(timeout=5)
@@ -303,9 +323,25 @@ class Runtime:
                              outcome="ok"):
                 return "duplicate"
             ctx = Context(processor=self.name, event=event, uow=uow, log=log, settings=self.settings,
-                          attempt=attempt, _api=self._api)
+                          attempt=attempt)
             self.processor.handle(event, ctx)
+            if ctx.commands:
+                self._to_outbox(uow, event, ctx)
         return "ok"
+
+    def _to_outbox(self, uow: Any, event: Event, ctx: Context) -> None:
+        """The event's API commands, in its savepoint: they exist if and only if its effects commit."""
+        if self._dispatcher is None:
+            raise RuntimeError("this runtime has no API client factory: it cannot send API commands")
+        now = time.time()
+        enqueue(uow, [{
+            "processor": self.name, "idempotency_key": idempotency_key(self.name, event.dedup_key, c.purpose),
+            "kind": c.kind, "payload": json.dumps(c.payload()), "order_key": c.order_key,
+            "deadline": c.deadline.timestamp() if c.deadline is not None else None, "due_at": now,
+            "origin_topic": event.topic, "origin_partition": event.partition, "origin_offset": event.offset,
+            "dedup_key": event.dedup_key,
+        } for c in ctx.commands])
+        self._batch_commands += len(ctx.commands)
 
     def _claim_expired(self, event: Event) -> str:
         """Record a deadline-bound event that came too late: claimed as expired, never handled."""
@@ -337,8 +373,12 @@ class Runtime:
                     raise RuntimeError("ledger connection lost inside the batch")
                 manager.__exit__(None, None, None)
             except Exception as exc:  # noqa: BLE001 — classified, logged, retried below
+                self._batch_commands = 0
                 self._batch_failed(manager, staged, exc)
                 return
+            if self._batch_commands and self._dispatcher is not None:
+                self._dispatcher.wake()  # committed: the commands may leave now
+            self._batch_commands = 0
         for item in staged:
             self._finish(item)
         self._commit()

@@ -209,3 +209,21 @@ api_rate_slots = Table(
     Column("key_id", Text, primary_key=True),
     Column("next_free", Float, nullable=False),
 )
+
+# Events that matched nothing (no hold under their identity, no linked card): kept for an operator,
+# never applied to a look-alike. One row per (processor, event).
+unmatched_events = Table(
+    "unmatched_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("processor", Text, nullable=False),
+    Column("dedup_key", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("operation_id", Text, nullable=False),
+    Column("card_id", Text, nullable=True),
+    Column("amount", Text, nullable=True),  # decimal string as sent
+    Column("reason", Text, nullable=False),  # unmatched | unknown_card
+    Column("posted", Boolean, nullable=False, default=False),  # money still moved (a settlement: debit)
+    Column("recorded_at", UtcDateTime(), nullable=False, default=utcnow),
+    UniqueConstraint("processor", "dedup_key"),
+)

@@ -48,6 +48,8 @@ POLL_BUDGET_S = 60.0
 BATCH_MAX_S = 0.5  # longest a batch transaction stays open before it is committed
 IDLE_POLL_S = 0.5  # longest poll wait: bounds how late SIGTERM and due retries are noticed
 DLQ_FAILED_PAUSE_S = 5.0  # the dead-letter topic refused a record: retry the record this much later
+PAUSE_OVERDUE_S = 5.0  # a paused partition this far past its resume time is resumed again
+PAUSE_STUCK_S = 60.0  # … and this far past it, /healthz reports the process unhealthy
 
 
 def default_api_factory(settings: Settings) -> Any:
@@ -140,26 +142,17 @@ class Runtime:
             from hookstream.ledger import Ledger
 
             self.ledger = Ledger(self.settings.database_url)
-        # Fail the process now, not every record later, when the schema is missing (SchemaNotReady).
-        with self.ledger.unit_of_work(read_only=True):
-            pass
-        dlq_topic = ensure_dlq(self.settings, self.name)
-        producer = make_producer(self.settings, role=f"dlq-{self.name}")
-        self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
-        if self._api_factory is not None:
-            factory = self._api_factory
-            self._dispatcher = Dispatcher(self.name, self.settings, self.ledger, lambda: factory(self.settings),
-                                          self._dead_letters).start()
-            self._dispatcher.wake()  # commands a previous process committed but did not send
-        consumer = make_consumer(self.settings, group_id(self.name, self.settings), role=f"process-{self.name}",
-                                 **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
-        self._consumer = consumer
-        self._await_topics(consumer)
-        consumer.subscribe(self.topics, listener=_Rebalance(self))
-        self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics)
+        started = self._start()
+        if started is None:
+            return 0  # asked to stop while waiting for the broker or the ledger
+        consumer, producer = started
+        self.health.add_check(self._stuck_partitions)
+        if self._dispatcher is not None:
+            self.health.add_check(lambda: None if self._dispatcher.alive() else "outbox dispatcher stopped")
         try:
             while not self._stopping:
                 self.health.beat()
+                self._watch_paused()
                 self._resume_due()
                 batch = consumer.poll(timeout_ms=self._poll_timeout_ms())
                 self._polled_at = self.clock()
@@ -174,6 +167,55 @@ class Runtime:
             self.health.stopped = True
             self._shutdown(consumer, producer)
         return 0
+
+    def _start(self) -> tuple[KafkaConsumer, Any] | None:
+        """Connect to the ledger and the broker, waiting (with the retry backoff) while either is down.
+
+        A process started before its broker or its database, or beside a busy SQLite ledger, waits
+        and keeps trying rather than exiting; only a permanent problem (a schema needing
+        `hookstream db upgrade`, bad settings) ends it.
+        """
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            producer = None
+            try:
+                with self.ledger.unit_of_work(read_only=True):  # schema check: a read, no write lock
+                    pass
+                dlq_topic = ensure_dlq(self.settings, self.name)
+                producer = make_producer(self.settings, role=f"dlq-{self.name}")
+                consumer = make_consumer(self.settings, group_id(self.name, self.settings),
+                                         role=f"process-{self.name}",
+                                         **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
+            except Exception as exc:  # noqa: BLE001 — classified: transient waits, permanent ends the process
+                if producer is not None:
+                    producer.close(timeout=1)
+                failure = classify_error(exc)
+                if not failure.transient:
+                    raise
+                delay = self.backoff.delay(min(attempt, 8))
+                self.log.warning("processor.start_waiting", error_type=failure.error_type, error=failure.message,
+                                 attempt=attempt, retry_in_s=round(delay, 3))
+                self._sleep_unless_stopping(delay)
+                continue
+            self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
+            if self._api_factory is not None:
+                factory = self._api_factory
+                self._dispatcher = Dispatcher(self.name, self.settings, self.ledger,
+                                              lambda: factory(self.settings), self._dead_letters).start()
+                self._dispatcher.wake()  # commands a previous process committed but did not send
+            self._consumer = consumer
+            self._await_topics(consumer)
+            consumer.subscribe(self.topics, listener=_Rebalance(self))
+            self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics)
+            return consumer, producer
+        return None
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        until = self.clock() + seconds
+        while not self._stopping and self.clock() < until:
+            self.health.beat()  # waiting for a dependency is not a stuck loop
+            time.sleep(min(0.2, max(0.0, until - self.clock())))
 
     def _await_topics(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
         # Joining before the topics' metadata is known yields an empty first assignment and an
@@ -231,6 +273,32 @@ class Runtime:
             self.log.info("processor.ready", group=group_id(self.name, self.settings), partitions=_names(assigned))
 
     # --- the loop -------------------------------------------------------------------------------
+    def _watch_paused(self) -> None:
+        """No partition stays paused for good: a pause nobody will lift (no retry pending for it) is
+        lifted now, and a retry overdue past its resume time is resumed again (and reported)."""
+        assert self._consumer is not None
+        paused = set(self._consumer.paused())
+        if not paused:
+            return
+        now = self.clock()
+        for tp in paused:
+            state = self._retry.get(tp)
+            if state is None:
+                self._consumer.resume(tp)
+                self.log.warning("partition.orphan_pause_resumed", partition=f"{tp.topic}:{tp.partition}")
+            elif now - state.resume_at > PAUSE_OVERDUE_S:
+                self._consumer.resume(tp)
+                self.log.warning("partition.overdue_resumed", partition=f"{tp.topic}:{tp.partition}",
+                                 overdue_s=round(now - state.resume_at, 3))
+
+    def _stuck_partitions(self) -> str | None:
+        """Health: a partition whose retry is long past its resume time is reported unhealthy."""
+        now = self.clock()
+        stuck = [tp for tp, s in list(self._retry.items()) if now - s.resume_at > PAUSE_STUCK_S]
+        if stuck:
+            return f"partitions paused past their resume time: {', '.join(_names(stuck))}"
+        return None
+
     def _resume_due(self) -> None:
         if not self._retry:
             return

@@ -125,18 +125,19 @@ class Outbox:
         interval = 1.0 / rate
         with self.ledger.unit_of_work() as uow:
             conn = uow.connection
-            row = conn.execute(select(api_rate_slots.c.next_free).where(api_rate_slots.c.key_id == key_id)).first()
-            start = max(now, row[0]) if row is not None else now
+            # The row exists first, then is read under its row lock (Postgres; SQLite's BEGIN IMMEDIATE
+            # already serializes): two dispatchers never read the same `next_free`.
+            conn.execute(_insert(conn.dialect.name)(api_rate_slots).values(key_id=key_id, next_free=now)
+                         .on_conflict_do_nothing(index_elements=[api_rate_slots.c.key_id]))
+            next_free = conn.execute(select(api_rate_slots.c.next_free)
+                                     .where(api_rate_slots.c.key_id == key_id).with_for_update()).scalar_one()
             slots = []
-            at = start
+            at = max(now, next_free)
             while len(slots) < wanted and at <= now + horizon_s:
                 slots.append(at)
                 at += interval
-            if not slots:
-                return []
-            statement = _insert(conn.dialect.name)(api_rate_slots).values(key_id=key_id, next_free=at)
-            conn.execute(statement.on_conflict_do_update(index_elements=[api_rate_slots.c.key_id],
-                                                         set_={"next_free": at}))
+            if slots:
+                conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
             return slots
 
     def counts(self, processor: str | None = None) -> dict[str, int]:

@@ -11,7 +11,7 @@ because the block is on the platform, not in our books.
 
 from __future__ import annotations
 
-from hookstream.domain.effects import unblock_card
+from hookstream.domain.velocity import on_velocity_block
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.schemas.events import CardBlockedByVelocity
 from hookstream.schemas.routing import CARDS_STATUS
@@ -32,12 +32,12 @@ class CardStatusProcessor(Processor):
                         max_authorizations=rule.max_authorizations if rule else None,
                         time_window_seconds=rule.time_window_seconds if rule else None,
                         last_authorization_id=data.last_authorization_id)
-        outcome = "blocked" if state is not None else "unmatched"
+        decision = on_velocity_block(data.card_id, linked=state is not None, auto_unblock=self.settings.auto_unblock)
         if state is None:
             ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
-        if self.settings.auto_unblock:
-            ctx.send(unblock_card(data.card_id))
+        for command in decision.commands:
+            ctx.send(command)
+        if not decision.blocked:
             ctx.uow.set_card_state(data.card_id, blocked=False)
             ctx.log.info("card_status.unblocked", card_id=data.card_id, policy="auto_unblock")
-            outcome = "unblocked" if state is not None else "unmatched_unblocked"
-        ctx.uow.set_outcome(ctx.processor, event.dedup_key, outcome)
+        ctx.uow.set_outcome(ctx.processor, event.dedup_key, decision.outcome)

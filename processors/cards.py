@@ -23,7 +23,7 @@ from typing import Any
 
 from hookstream.ledger.unmatched import Unmatched, record_unmatched
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.card_events import EVENT_TYPES, action_for, operation_aliases
+from hookstream.domain.card_events import EVENT_TYPES, action_for, operation_aliases
 from hookstream.processors.errors import PermanentError
 from hookstream.schemas import headers as h
 from hookstream.schemas.events import CardTransaction

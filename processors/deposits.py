@@ -2,7 +2,7 @@
 
 `deposit` and `ramp_on` (cards, virtual_wallets, treasury) credit the account linked to
 `data.wallet_id` with `net_amount` (after fees) when given, else `amount`, cut down to whole cents
-(`deposit_rules.credit_for`). A wallet linked to no account is recorded as unmatched (inbox outcome,
+(`domain.deposits.credit_for`, pure). A wallet linked to no account is recorded as unmatched (inbox outcome,
 `hookstream_ledger_unmatched_total{event_type}`, a warning), never guessed. Then every TOP_UP card
 linked to that account gets its platform virtual balance overridden to the account's available
 balance: an `override_card_virtual_balance` command per card in the outbox
@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from hookstream.domain.effects import override_virtual_balance
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.deposit_rules import credit_for
+from hookstream.domain.deposits import credit_for
 from hookstream.processors.errors import PermanentError
 from hookstream.schemas.events import Deposit, RampOn
 from hookstream.schemas.routing import DEPOSITS

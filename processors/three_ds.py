@@ -1,6 +1,6 @@
 """The three-ds processor: answers forwarded 3DS challenges through the respond endpoint, within the TTL.
 
-The verdict comes from `three_ds_policy.decide` fed the ledger's view of the card; the answer is a
+The verdict comes from `domain.three_ds.decide` (pure) fed the ledger's view of the card; the answer is a
 `respond_3ds` command in the outbox (`POST /cards/virtual-cards/{cardId}/3ds-authorization
 {code, approve}`), sent after commit with an Idempotency-Key derived from the event, so a
 redelivered or retried challenge repeats the same call. A challenge older than
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from hookstream.domain.effects import respond_3ds
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
+from hookstream.domain.three_ds import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.schemas.events import ThreeDSChallenge
 from hookstream.schemas.routing import CARDS_3DS, loggable_operation_id
 from hookstream.settings import Settings

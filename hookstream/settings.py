@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     api_rate_limit_per_s: float = Field(15.0, gt=0, description="Client-side request rate limit.")
     api_connect_timeout_s: float = Field(3.0, gt=0)
     api_read_timeout_s: float = Field(10.0, gt=0)
-    api_max_retries: int = Field(4, ge=0, description="Retries for 5xx / connection errors / 429.")
 
     # --- Processors ------------------------------------------------------------------------
     retry_initial_s: float = Field(0.5, gt=0, description="First retry delay for transient failures.")

@@ -1,9 +1,8 @@
-"""The CryptoMate API client processors call back with: retries, rate limit, idempotency, typed results."""
+"""The CryptoMate API client the outbox dispatcher sends with: one attempt, rate limit, idempotency, typed results."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -69,8 +68,10 @@ class CryptoMateClient:
     """A synchronous, thread-safe CryptoMate API client; make one per process and share it.
 
     Every mutating call sends an `Idempotency-Key` (the caller's, or a fresh one), so retrying it after
-    a timeout or a 5xx cannot apply it twice. 429 waits exactly `Retry-After`; 5xx and connection
-    errors back off exponentially up to `backoff_max_s`; at most `max_retries` retries in all.
+    a timeout or a 5xx cannot apply it twice. Each call is one attempt: a failure raises a typed
+    error (transient ones carry the platform's `Retry-After`), and the caller's one retry policy
+    (`hookstream.processors.retry`, used by the outbox dispatcher) decides when to try again; a
+    client that slept on Retry-After itself would hold whatever its caller holds.
     """
 
     def __init__(
@@ -82,11 +83,6 @@ class CryptoMateClient:
         rate_limit_margin: float = 0.1,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
-        max_retries: int = 4,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 8.0,
-        backoff_jitter: float = 0.2,
-        max_retry_after_s: float = 60.0,
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -94,12 +90,6 @@ class CryptoMateClient:
     ) -> None:
         register_secrets([api_key])
         self.base_url = base_url.rstrip("/")
-        self.max_retries = max_retries
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.backoff_jitter = backoff_jitter
-        self.max_retry_after_s = max_retry_after_s
-        self._sleep = sleep
         self._clock = clock
         # Requests spaced exactly 1/15 s apart still trip the platform when network jitter bunches them
         # on arrival (the first one also pays for the TCP/TLS handshake): keep a margin below the limit.
@@ -124,7 +114,6 @@ class CryptoMateClient:
             rate_limit_per_s=s.api_rate_limit_per_s,
             connect_timeout_s=s.api_connect_timeout_s,
             read_timeout_s=s.api_read_timeout_s,
-            max_retries=s.api_max_retries,
         )
         values.update(overrides)
         return cls(**values)
@@ -255,39 +244,16 @@ class CryptoMateClient:
     def _call(self, method: str, template: str, idempotency_key: str | None, body: Any, *,
               params: dict[str, Any] | None = None, path_params: dict[str, str] | None = None,
               pending_ok: bool = False) -> _Reply:
-        """One logical call with its retries. Raises ApiError subclasses; returns the final reply."""
+        """One attempt. Raises ApiError subclasses (TransientApiError: worth retrying); returns the reply."""
         path = template.format(**{k: quote(str(v), safe="") for k, v in (path_params or {}).items()})
         headers: dict[str, str] = {}
         if method != "GET":
-            # The same key on every retry: a request the platform already applied is not applied again.
+            # The caller repeats the key on a retry: a request the platform already applied is not applied again.
             headers["Idempotency-Key"] = idempotency_key or f"hs-{uuid.uuid4().hex}"
         content = json.dumps(body).encode() if body is not None else None
         if content is not None:
             headers["content-type"] = "application/json"
-        attempt = 0
-        while True:
-            try:
-                return self._attempt(method, path, template, headers, content, params, pending_ok)
-            except (PermanentApiError, PendingApiError):
-                raise  # retrying cannot change a refusal; a pending outcome is not ours to poll here
-            except TransientApiError as exc:
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    raise
-                log.warning("api.retry", endpoint=template, status=exc.status, error_code=exc.code,
-                            attempt=attempt + 1, delay_s=round(delay, 3), error=type(exc).__name__)
-                self._sleep(delay)
-                attempt += 1
-
-    def _retry_delay(self, exc: TransientApiError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up and raise."""
-        if attempt >= self.max_retries:
-            return None
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            # The platform asks for exactly this long; a long penalty is the caller's to schedule.
-            return exc.retry_after if exc.retry_after <= self.max_retry_after_s else None
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** attempt))
-        return base * (1 - self.backoff_jitter * random.random())
+        return self._attempt(method, path, template, headers, content, params, pending_ok)
 
     def _attempt(self, method: str, path: str, template: str, headers: dict[str, str],
                  content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:

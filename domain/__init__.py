@@ -1,1 +1,1 @@
-"""The card program's decisions as pure functions of plain values: no I/O, no framework imports."""
+"""Pure domain rules of the card program: values in, ledger intents and API commands out, no I/O."""

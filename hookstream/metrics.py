@@ -76,6 +76,11 @@ api_call_seconds = Histogram(
     "hookstream_api_call_duration_seconds", "CryptoMate API call latency.", ["endpoint"], buckets=LATENCY_BUCKETS
 )
 
+outbox_commands = Counter(
+    "hookstream_outbox_commands_total", "API commands settled by the outbox dispatcher.",
+    ["processor", "command", "outcome"],  # sent | retried | expired | dead_lettered
+)
+
 # --- `hookstream lag --serve`: measured from outside the processors (own registry) ------------
 LAG_REGISTRY = CollectorRegistry(auto_describe=True)
 group_lag = Gauge(

@@ -108,7 +108,6 @@ class Settings(BaseSettings):
     api_rate_limit_per_s: float = Field(15.0, gt=0, description="Client-side request rate limit.")
     api_connect_timeout_s: float = Field(3.0, gt=0)
     api_read_timeout_s: float = Field(10.0, gt=0)
-    api_max_retries: int = Field(4, ge=0, description="Retries for 5xx / connection errors / 429.")
 
     # --- Processors ------------------------------------------------------------------------
     retry_initial_s: float = Field(0.5, gt=0, description="First retry delay for transient failures.")
@@ -122,6 +121,10 @@ class Settings(BaseSettings):
     processor_shutdown_timeout_s: float = Field(20.0, gt=0, description="Drain bound on SIGTERM.")
     three_ds_ttl_s: float = Field(300.0, gt=0, description="3DS challenges older than this expire.")
     auto_unblock: bool = Field(False, description="card-status: unblock velocity-blocked cards via the API.")
+    dispatch_concurrency: int = Field(8, ge=1, description="Outbox API commands in flight per process.")
+    dispatch_lease_s: float = Field(
+        30.0, gt=0, description="A claimed outbox command is re-sent (same key) if not settled by then."
+    )
 
     # --- Operations ------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

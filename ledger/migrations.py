@@ -30,11 +30,21 @@ def _v3(conn: Connection) -> None:
     decide_pg.install(conn)
 
 
+def _v4(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.outbox, schema.api_rate_slots])
+
+
+def _v5(conn: Connection) -> None:
+    schema.unmatched_events.create(conn)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
     Migration(2, "create treasury_movements", _v2),
     Migration(3, "create authorization_decisions; install hookstream_authorize (Postgres)", _v3),
+    Migration(4, "create outbox, api_rate_slots", _v4),
+    Migration(5, "create unmatched_events", _v5),
 ]
 LATEST = MIGRATIONS[-1].version
 

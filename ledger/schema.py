@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -167,4 +168,62 @@ treasury_movements = Table(
     Column("alert", Boolean, nullable=False, default=False),
     Column("occurred_at", UtcDateTime(), nullable=True),  # data.created_at
     Column("recorded_at", UtcDateTime(), nullable=False, default=utcnow),
+)
+
+# The transactional outbox: API commands written in the claim transaction of the event that decided
+# them, sent by the dispatcher after commit. Times the dispatchers of several processes compare
+# (due, lease, deadline) are epoch seconds. `order_key` keeps one target's commands in order.
+OUTBOX_STATUSES = ("pending", "sent", "expired", "dead")
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("processor", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # JSON arguments of the call
+    Column("order_key", Text, nullable=True),
+    Column("deadline", Float, nullable=True),  # epoch seconds; past it the command expires unsent
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", Float, nullable=False),  # epoch seconds: next attempt no earlier than this
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_until", Float, nullable=True),  # a dispatcher is sending it until then
+    Column("first_failed_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("origin_topic", Text, nullable=True),
+    Column("origin_partition", Integer, nullable=True),
+    Column("origin_offset", BigInteger, nullable=True),
+    Column("dedup_key", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
+    Index(None, "processor", "status", "due_at"),
+    Index(None, "order_key", "status"),
+)
+
+# One row per API key (by digest): the next instant a request may leave, shared by every dispatcher.
+api_rate_slots = Table(
+    "api_rate_slots",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("next_free", Float, nullable=False),
+)
+
+# Events that matched nothing (no hold under their identity, no linked card): kept for an operator,
+# never applied to a look-alike. One row per (processor, event).
+unmatched_events = Table(
+    "unmatched_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("processor", Text, nullable=False),
+    Column("dedup_key", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("operation_id", Text, nullable=False),
+    Column("card_id", Text, nullable=True),
+    Column("amount", Text, nullable=True),  # decimal string as sent
+    Column("reason", Text, nullable=False),  # unmatched | unknown_card
+    Column("posted", Boolean, nullable=False, default=False),  # money still moved (a settlement: debit)
+    Column("recorded_at", UtcDateTime(), nullable=False, default=utcnow),
+    UniqueConstraint("processor", "dedup_key"),
 )

@@ -100,8 +100,10 @@ class Ledger:
         return applied
 
     def schema_version(self) -> int:
-        """The applied schema version (0: empty database)."""
-        with translate_db_errors(), self.engine.connect() as conn:
+        """The applied schema version (0: empty database). A read: never takes SQLite's write lock."""
+        with self._serial or nullcontext(), translate_db_errors(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
             return migrations.current_version(conn)
 
     def _ensure_ready(self) -> None:
@@ -110,10 +112,12 @@ class Ledger:
         with self._ready_lock:
             if self._ready:
                 return
-            if self._auto_upgrade:
+            version = self.schema_version()
+            if self._auto_upgrade and version < migrations.LATEST:
+                # Only a schema that needs work takes the write lock (a busy ledger with a current
+                # schema must not stop a process at start: `database is locked`).
                 self.upgrade()
                 return
-            version = self.schema_version()
             if version < migrations.LATEST:
                 raise SchemaNotReady(
                     f"ledger schema is at version {version}, this code needs {migrations.LATEST}: "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -11,6 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from hookstream import metrics
+from hookstream.domain.effects import ApiCommand
 from hookstream.idempotency import idempotency_key
 from hookstream.schemas.envelope import Envelope
 from hookstream.settings import Settings
@@ -56,8 +56,9 @@ class Processor:
     in the handler); write effects through `ctx.uow`. Return normally for success; raise to fail
     and your writes are undone (the runtime classifies the error: transient → retried later,
     permanent → dead-lettered). Never catch and hide an error: a swallowed failure is a committed,
-    lost effect. Mutating API calls pass `idempotency_key=ctx.idempotency_key("purpose")`: a batch
-    that fails to commit is handled again.
+    lost effect. A handler never calls the API: it asks for a call with `ctx.send(ApiCommand)`, which
+    the runtime writes into the outbox in the same transaction; the dispatcher sends it after commit
+    with the Idempotency-Key derived from the event and the command's purpose.
     """
 
     name: ClassVar[str]
@@ -83,18 +84,6 @@ class Processor:
         raise NotImplementedError
 
 
-class LazyApi:
-    """Builds the CryptoMate API client on first use, once per process."""
-
-    def __init__(self, factory: Callable[[Settings], Any], settings: Settings) -> None:
-        self._factory, self._settings, self._client = factory, settings, None
-
-    def get(self) -> Any:
-        if self._client is None:
-            self._client = self._factory(self._settings)
-        return self._client
-
-
 @dataclass(slots=True)
 class Context:
     """What a handler may use besides the event."""
@@ -106,14 +95,11 @@ class Context:
     settings: Settings
     attempt: int  # 1 on first delivery to this process, +1 per retry
     metrics: types.ModuleType = metrics
-    _api: LazyApi | None = field(default=None, repr=False)
+    commands: list[ApiCommand] = field(default_factory=list)  # for the outbox, in this transaction
 
-    @property
-    def api(self) -> Any:
-        """The CryptoMate API client (built on first use)."""
-        if self._api is None:
-            raise RuntimeError("no API client factory configured for this runtime")
-        return self._api.get()
+    def send(self, command: ApiCommand) -> None:
+        """Ask for an API call once this event's transaction commits (through the outbox)."""
+        self.commands.append(command)
 
     def idempotency_key(self, purpose: str = "") -> str:
         """The Idempotency-Key for a mutating API call made for this event."""

@@ -2,14 +2,16 @@
 
 `card_blocked_by_velocity` marks the linked card blocked, so the receiver's ledger policy declines
 it too. With HOOKSTREAM_AUTO_UNBLOCK=true (default off: a velocity block is a fraud signal an
-operator should see first) the card is unblocked at once with `PATCH /cards/virtual-cards/{cardId}/unblock`
-(which also resets the platform's velocity counter) and marked unblocked. A card linked to no
+operator should see first) the card is marked unblocked and an `unblock_card` command goes into the
+outbox (`PATCH /cards/virtual-cards/{cardId}/unblock`, which also resets the platform's velocity
+counter), sent after commit. A card linked to no
 account is recorded as unmatched (inbox outcome, warning); the auto-unblock still applies to it,
 because the block is on the platform, not in our books.
 """
 
 from __future__ import annotations
 
+from hookstream.domain.velocity import on_velocity_block
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.schemas.events import CardBlockedByVelocity
 from hookstream.schemas.routing import CARDS_STATUS
@@ -33,12 +35,12 @@ class CardStatusProcessor(Processor):
                         max_authorizations=rule.max_authorizations if rule else None,
                         time_window_seconds=rule.time_window_seconds if rule else None,
                         last_authorization_id=data.last_authorization_id)
-        outcome = "blocked" if state is not None else "unmatched"
+        decision = on_velocity_block(data.card_id, linked=state is not None, auto_unblock=self.settings.auto_unblock)
         if state is None:
             ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
-        if self.settings.auto_unblock:
-            ctx.api.unblock_card(data.card_id, idempotency_key=ctx.idempotency_key("unblock"))
+        for command in decision.commands:
+            ctx.send(command)
+        if not decision.blocked:
             ctx.uow.set_card_state(data.card_id, blocked=False)
             ctx.log.info("card_status.unblocked", card_id=data.card_id, policy="auto_unblock")
-            outcome = "unblocked" if state is not None else "unmatched_unblocked"
-        ctx.uow.set_outcome(ctx.processor, event.dedup_key, outcome)
+        ctx.uow.set_outcome(ctx.processor, event.dedup_key, decision.outcome)

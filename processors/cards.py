@@ -1,17 +1,17 @@
 """The cards processor: settles the receiver's authorization holds and credits refunds in the ledger.
 
-Holds are keyed by (card_id, operation_id) and placed by the receiver under the authorization's
-operation_id. A follow-up finds its hold by, in order:
+Holds are identified by (card_id, operation_id) and placed by the receiver under the authorization's
+operation_id. A follow-up finds its hold by identity only:
 
 1. its own operation_id (cleared, declined, reversal reuse the authorization's id);
-2. the documented alias (`txn_X` → `life_evt_X`, platform reference §1.5);
-3. the card's only open hold of exactly the event's amount (logged as `cards.hold_matched_by_amount`):
-   same card, same money, so the books are right even if the platform renamed the operation.
+2. the documented alias of that id (`txn_X` → `life_evt_X`, platform reference §1.5).
 
-Nothing else is guessed. Without a match the event is recorded as unmatched (inbox outcome
-"unmatched", `hookstream_ledger_unmatched_total{event_type}`, a warning); a settlement without a
-hold is still posted by the ledger as a debit on the card's account (the money did leave), a release
-without a hold posts nothing. A `declined` without an open hold is normal (the receiver declined it
+Never by resemblance: another open hold of the same card and amount is another purchase (releasing
+it would let the card spend money it already committed). Without a match the event is recorded for
+an operator: a row in `unmatched_events`, inbox outcome "unmatched",
+`hookstream_ledger_unmatched_total{event_type}` and a warning; a settlement without a hold is still
+posted by the ledger as a debit on the card's account (the money did leave), a release without a
+hold posts nothing. A `declined` without an open hold is normal (the receiver declined it
 itself, so no hold was placed, or released a late approval's hold): it is recorded as
 "nothing_held", not counted as unmatched.
 """
@@ -21,12 +21,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-
-from hookstream.ledger.money import to_cents
-from hookstream.ledger.schema import holds
+from hookstream.ledger.unmatched import Unmatched, record_unmatched
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.card_events import EVENT_TYPES, action_for, operation_aliases
+from hookstream.domain.card_events import EVENT_TYPES, action_for, operation_aliases
 from hookstream.processors.errors import PermanentError
 from hookstream.schemas import headers as h
 from hookstream.schemas.events import CardTransaction
@@ -84,7 +81,7 @@ class CardsProcessor(Processor):
     # --- settlement ----------------------------------------------------------------------------
     def _capture(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = _required_amount(data, event)
-        operation = self._find_hold(event, data, ctx, amount)
+        operation = self._find_hold(event, data, ctx)
         result = ctx.uow.capture_hold(data.card_id, operation or event.operation_id, amount,
                                       event.dedup_key, memo=event.dedup_key)
         if result.reason == "captured":
@@ -101,7 +98,7 @@ class CardsProcessor(Processor):
 
     def _release(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = data.bill_amount if data.bill_amount is not None else None
-        operation = self._find_hold(event, data, ctx, amount)
+        operation = self._find_hold(event, data, ctx)
         result = ctx.uow.release_hold(data.card_id, operation or event.operation_id, event.dedup_key,
                                       memo=event.dedup_key)
         if result.reason == "released":
@@ -123,24 +120,12 @@ class CardsProcessor(Processor):
                    amount=str(amount) if amount is not None else None, account_id=result.account_id,
                    hold_status=result.hold_status)
 
-    def _find_hold(self, event: Event, data: CardTransaction, ctx: Context,
-                   amount: Decimal | None) -> str | None:
-        """The operation_id of the open hold this event settles, or None (see the module docstring)."""
-        uow = ctx.uow
+    def _find_hold(self, event: Event, data: CardTransaction, ctx: Context) -> str | None:
+        """The operation_id of the hold this event settles, by identity (see the module docstring)."""
         for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
-            status = uow.hold_status(data.card_id, operation)
+            status = ctx.uow.hold_status(data.card_id, operation)
             if status == "held" or (status is not None and operation == event.operation_id):
                 return operation  # settled already: the ledger tells duplicate from unmatched
-        if amount is None:
-            return None
-        same = _open_holds(uow, data.card_id, to_cents(amount))
-        if len(same) == 1:
-            ctx.log.warning("cards.hold_matched_by_amount", card_id=data.card_id,
-                            hold_operation_id=same[0], amount=str(amount))
-            return same[0]
-        if same:
-            ctx.log.warning("cards.hold_ambiguous", card_id=data.card_id, candidates=len(same),
-                            amount=str(amount))
         return None
 
     # --- money in ------------------------------------------------------------------------------
@@ -164,19 +149,16 @@ def _required_amount(data: CardTransaction, event: Event) -> Decimal:
     return data.bill_amount
 
 
-def _open_holds(uow: Any, card_id: str, cents: int) -> list[str]:
-    """Operation ids of the card's open holds of exactly `cents`."""
-    rows = uow.connection.execute(
-        select(holds.c.operation_id).where(holds.c.card_id == card_id, holds.c.status == "held",
-                                           holds.c.amount_cents == cents).limit(3))
-    return [row[0] for row in rows]
-
-
 def _outcome(ctx: Context, outcome: str) -> None:
     ctx.uow.set_outcome(ctx.processor, ctx.event.dedup_key, outcome)
 
 
 def _unmatched(event: Event, ctx: Context, card_id: str, reason: str, **fields: Any) -> None:
+    """Record the event for an operator: table, metric, log line, inbox outcome."""
+    amount = fields.get("amount")
+    record_unmatched(ctx.uow, Unmatched(
+        ctx.processor, event.dedup_key, event.event_type, event.operation_id, card_id,
+        Decimal(amount) if amount is not None else None, reason, bool(fields.get("posted"))))
     ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
     ctx.log.warning("cards.unmatched", card_id=card_id, reason=reason, **fields)
     _outcome(ctx, "unmatched")

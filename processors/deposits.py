@@ -2,19 +2,22 @@
 
 `deposit` and `ramp_on` (cards, virtual_wallets, treasury) credit the account linked to
 `data.wallet_id` with `net_amount` (after fees) when given, else `amount`, cut down to whole cents
-(`deposit_rules.credit_for`). A wallet linked to no account is recorded as unmatched (inbox outcome,
+(`domain.deposits.credit_for`, pure). A wallet linked to no account is recorded as unmatched (inbox outcome,
 `hookstream_ledger_unmatched_total{event_type}`, a warning), never guessed. Then every TOP_UP card
 linked to that account gets its platform virtual balance overridden to the account's available
-balance (`PATCH /cards/virtual-cards/{cardId}/virtual-balance`), one Idempotency-Key per card and event.
+balance: an `override_card_virtual_balance` command per card in the outbox
+(`PATCH /cards/virtual-cards/{cardId}/virtual-balance`), one Idempotency-Key per card and event, sent
+after commit in the order decided per card. A refusal by the platform is the dispatcher's to
+dead-letter; the credit stands.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from hookstream.api.errors import PermanentApiError
+from hookstream.domain.effects import override_virtual_balance
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.deposit_rules import credit_for
+from hookstream.domain.deposits import credit_for
 from hookstream.processors.errors import PermanentError
 from hookstream.schemas.events import Deposit, RampOn
 from hookstream.schemas.routing import DEPOSITS
@@ -72,22 +75,7 @@ class DepositsProcessor(Processor):
             return
         # The platform refuses a negative virtual balance (412): an overdrawn account shows zero.
         available = max(ctx.uow.balance(account).available, ZERO)
-        failed = 0
         for card in cards:
-            try:
-                ctx.api.override_card_virtual_balance(
-                    card.card_id, available,
-                    idempotency_key=ctx.idempotency_key(f"virtual-balance:{card.card_id}"))
-            except PermanentApiError as exc:
-                # The platform refuses this card (deleted, not TOP_UP there…): the deposit is still
-                # money in the account, so keep the credit; the refusal is counted by the client
-                # (hookstream_api_calls_total{status}) and logged here. Transient errors propagate:
-                # the whole event (credit included) is retried.
-                failed += 1
-                ctx.log.error("deposits.virtual_balance_refused", card_id=card.card_id, account_id=account,
-                              status=exc.status, error_code=exc.code, error=exc.message)
-                continue
-            ctx.log.info("deposits.virtual_balance_set", card_id=card.card_id, account_id=account,
-                         virtual_balance=str(available))
-        if failed:
-            ctx.uow.set_outcome(ctx.processor, ctx.event.dedup_key, "virtual_balance_refused")
+            ctx.send(override_virtual_balance(card.card_id, available))
+        ctx.log.info("deposits.virtual_balance_queued", cards=[c.card_id for c in cards], account_id=account,
+                     virtual_balance=str(available))

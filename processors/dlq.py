@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ DLQ_HEADERS = frozenset({
     h.PROCESSOR, h.DEAD_LETTERED_AT,
 })
 SEND_TIMEOUT_S = 30.0
+COMMAND = "hs-command"  # on a dead-lettered API command: its kind (the value is the command, not an event)
+IDEMPOTENCY_KEY = "hs-idempotency-key"
 
 
 dlq_name = dlq_topic  # the logical dead-letter topic of a processor (pass it through `settings.topic()`)
@@ -80,6 +83,27 @@ class DeadLetters:
             failure=failure, attempts=attempts, processor=self.processor, now_ms=int(time.time() * 1000),
         )
         future = self.producer.send(self.topic, value=record.value, key=record.key, headers=headers)
+        return future.get(timeout=SEND_TIMEOUT_S).offset
+
+    def send_command(self, command: Any, failure: Failure) -> int:
+        """Publish an outbox command the platform refused for good, with the event it came from as origin.
+
+        The value is the command (kind, key, arguments minus secrets), for an operator to act on; it is
+        not an event, so `dlq replay` does not apply to it.
+        """
+        from hookstream.domain.effects import SECRET_ARGS
+
+        args = {k: ("<redacted>" if k in SECRET_ARGS else v) for k, v in command.args.items()}
+        value = json.dumps({"command": command.kind, "idempotency_key": command.idempotency_key,
+                            "args": args}).encode()
+        origin = [(h.DEDUP_KEY, command.dedup_key.encode())] if command.dedup_key else []
+        headers = dead_letter_headers(
+            origin, topic=command.origin_topic or "", partition=command.origin_partition or 0,
+            offset=command.origin_offset or 0, failure=failure, attempts=command.attempts,
+            processor=self.processor, now_ms=int(time.time() * 1000),
+        ) + [(COMMAND, command.kind.encode()), (IDEMPOTENCY_KEY, command.idempotency_key.encode())]
+        key = command.order_key.encode() if command.order_key else None
+        future = self.producer.send(self.topic, value=value, key=key, headers=headers)
         return future.get(timeout=SEND_TIMEOUT_S).offset
 
 

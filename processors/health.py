@@ -1,4 +1,4 @@
-"""The processor's small HTTP port: /healthz fails when the poll loop is stuck; /metrics."""
+"""The processor's small HTTP port: /healthz fails when the poll loop is stuck (or a check fails); /metrics."""
 
 from __future__ import annotations
 
@@ -20,6 +20,23 @@ class Health:
         self._clock = clock
         self._last = clock()
         self.stopped = False
+        self._checks: list[Callable[[], str | None]] = []
+
+    def add_check(self, check: Callable[[], str | None]) -> None:
+        """A further condition: `check()` returns a problem (the process is unhealthy) or None."""
+        self._checks.append(check)
+
+    def problem(self) -> str | None:
+        """Why the process is unhealthy, or None."""
+        if self.stopped:
+            return "stopped"
+        if self.silent_for() > self.stall_after_s:
+            return f"poll loop stuck for {self.silent_for():.1f}s"
+        for check in self._checks:
+            found = check()
+            if found:
+                return found
+        return None
 
     def beat(self) -> None:
         self._last = self._clock()
@@ -28,7 +45,7 @@ class Health:
         return self._clock() - self._last
 
     def healthy(self) -> bool:
-        return not self.stopped and self.silent_for() <= self.stall_after_s
+        return self.problem() is None
 
 
 def serve(health: Health, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
@@ -38,9 +55,9 @@ def serve(health: Health, port: int, host: str = "127.0.0.1") -> ThreadingHTTPSe
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                ok = health.healthy()
-                body = (b"ok\n" if ok else b"poll loop stuck for %.1fs\n" % health.silent_for())
-                self._send(200 if ok else 503, body, "text/plain; charset=utf-8")
+                problem = health.problem()
+                body = b"ok\n" if problem is None else problem.encode() + b"\n"
+                self._send(200 if problem is None else 503, body, "text/plain; charset=utf-8")
             elif path == "/metrics":
                 body, content_type = metrics.render()
                 self._send(200, body, content_type)

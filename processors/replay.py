@@ -70,6 +70,9 @@ def replay(
             origin = letter.origin
             if origin is None:
                 report.refused.append((letter.partition, letter.offset, "no origin headers"))
+            elif dlq.COMMAND in letter.headers:
+                # A refused API command, not an event: replaying its origin would be a duplicate.
+                report.refused.append((letter.partition, letter.offset, "an API command, not an event"))
             elif letter.replays >= settings.dlq_max_replays:
                 # Loop guard: it failed again after each of its replays; a person has to look.
                 report.refused.append(

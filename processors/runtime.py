@@ -1,14 +1,17 @@
-"""The consumer runtime: poll → handle in a claimed ledger transaction → retry/dead-letter → commit.
+"""The consumer runtime: poll → handle in a claimed ledger transaction → outbox → commit → dispatch.
 
 One thread runs the poll loop. Records of one partition are handled in order; a transient failure
 pauses only its partition (seek back, resume when the backoff is due) while others keep flowing.
 The records of a poll share one ledger transaction, each claim+effect in its own savepoint; the
-offsets are committed only after that transaction (or the dead letter) is.
+offsets are committed only after that transaction (or the dead letter) is. API commands a handler
+asks for are written into the outbox inside the event's savepoint and sent by the dispatcher
+(`dispatch.py`) after the commit: no HTTP call is made while a ledger transaction is open.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +25,10 @@ from kafka.structs import OffsetAndMetadata
 from hookstream import metrics
 from hookstream.kafka import make_consumer, make_producer
 from hookstream.logs import get_logger
-from hookstream.processors.base import Context, Event, LazyApi, Processor
+from hookstream.idempotency import idempotency_key
+from hookstream.ledger.outbox import enqueue
+from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.dispatch import Dispatcher
 from hookstream.processors.dlq import DeadLetters, ensure_dlq
 from hookstream.processors.errors import Failure, classify_error
 from hookstream.processors.health import Health
@@ -42,11 +48,18 @@ POLL_BUDGET_S = 60.0
 BATCH_MAX_S = 0.5  # longest a batch transaction stays open before it is committed
 IDLE_POLL_S = 0.5  # longest poll wait: bounds how late SIGTERM and due retries are noticed
 DLQ_FAILED_PAUSE_S = 5.0  # the dead-letter topic refused a record: retry the record this much later
+PAUSE_OVERDUE_S = 5.0  # a paused partition this far past its resume time is resumed again
+PAUSE_STUCK_S = 60.0  # … and this far past it, /healthz reports the process unhealthy
 
 
 def default_api_factory(settings: Settings) -> Any:
-    """The CryptoMate client, imported only when a handler first uses `ctx.api`."""
-    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(settings)
+    """The CryptoMate client the dispatcher sends with, built on its first command.
+
+    One attempt per call (the dispatcher owns retries) and no per-process pacing: the dispatchers
+    sharing the API key pace themselves through the ledger.
+    """
+    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(
+        settings, rate_limit_per_s=1e9)
 
 
 class _Staged(NamedTuple):
@@ -94,7 +107,9 @@ class Runtime:
         self.topics = [settings.topic(t) for t in processor.topics]
         self.event_types = processor.event_types
         self.log = get_logger("hookstream.processor", processor=self.name)
-        self._api = LazyApi(api_factory, settings) if api_factory else None
+        self._api_factory = api_factory
+        self._dispatcher: Dispatcher | None = None
+        self._batch_commands = 0  # commands written by the open batch transaction
         self._consumer_overrides = consumer_overrides or {}
         self._stopping = False
         self._ready = False
@@ -127,21 +142,17 @@ class Runtime:
             from hookstream.ledger import Ledger
 
             self.ledger = Ledger(self.settings.database_url)
-        # Fail the process now, not every record later, when the schema is missing (SchemaNotReady).
-        with self.ledger.unit_of_work(read_only=True):
-            pass
-        dlq_topic = ensure_dlq(self.settings, self.name)
-        producer = make_producer(self.settings, role=f"dlq-{self.name}")
-        self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
-        consumer = make_consumer(self.settings, group_id(self.name, self.settings), role=f"process-{self.name}",
-                                 **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
-        self._consumer = consumer
-        self._await_topics(consumer)
-        consumer.subscribe(self.topics, listener=_Rebalance(self))
-        self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics)
+        started = self._start()
+        if started is None:
+            return 0  # asked to stop while waiting for the broker or the ledger
+        consumer, producer = started
+        self.health.add_check(self._stuck_partitions)
+        if self._dispatcher is not None:
+            self.health.add_check(lambda: None if self._dispatcher.alive() else "outbox dispatcher stopped")
         try:
             while not self._stopping:
                 self.health.beat()
+                self._watch_paused()
                 self._resume_due()
                 batch = consumer.poll(timeout_ms=self._poll_timeout_ms())
                 self._polled_at = self.clock()
@@ -156,6 +167,55 @@ class Runtime:
             self.health.stopped = True
             self._shutdown(consumer, producer)
         return 0
+
+    def _start(self) -> tuple[KafkaConsumer, Any] | None:
+        """Connect to the ledger and the broker, waiting (with the retry backoff) while either is down.
+
+        A process started before its broker or its database, or beside a busy SQLite ledger, waits
+        and keeps trying rather than exiting; only a permanent problem (a schema needing
+        `hookstream db upgrade`, bad settings) ends it.
+        """
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            producer = None
+            try:
+                with self.ledger.unit_of_work(read_only=True):  # schema check: a read, no write lock
+                    pass
+                dlq_topic = ensure_dlq(self.settings, self.name)
+                producer = make_producer(self.settings, role=f"dlq-{self.name}")
+                consumer = make_consumer(self.settings, group_id(self.name, self.settings),
+                                         role=f"process-{self.name}",
+                                         **{**CONSUMER_DEFAULTS, **self._consumer_overrides})
+            except Exception as exc:  # noqa: BLE001 — classified: transient waits, permanent ends the process
+                if producer is not None:
+                    producer.close(timeout=1)
+                failure = classify_error(exc)
+                if not failure.transient:
+                    raise
+                delay = self.backoff.delay(min(attempt, 8))
+                self.log.warning("processor.start_waiting", error_type=failure.error_type, error=failure.message,
+                                 attempt=attempt, retry_in_s=round(delay, 3))
+                self._sleep_unless_stopping(delay)
+                continue
+            self._dead_letters = DeadLetters(producer, dlq_topic, self.name)
+            if self._api_factory is not None:
+                factory = self._api_factory
+                self._dispatcher = Dispatcher(self.name, self.settings, self.ledger,
+                                              lambda: factory(self.settings), self._dead_letters).start()
+                self._dispatcher.wake()  # commands a previous process committed but did not send
+            self._consumer = consumer
+            self._await_topics(consumer)
+            consumer.subscribe(self.topics, listener=_Rebalance(self))
+            self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics)
+            return consumer, producer
+        return None
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        until = self.clock() + seconds
+        while not self._stopping and self.clock() < until:
+            self.health.beat()  # waiting for a dependency is not a stuck loop
+            time.sleep(min(0.2, max(0.0, until - self.clock())))
 
     def _await_topics(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
         # Joining before the topics' metadata is known yields an empty first assignment and an
@@ -173,6 +233,8 @@ class Runtime:
         try:
             self._flush()
         finally:
+            if self._dispatcher is not None:
+                self._dispatcher.stop()
             # close() leaves the group, so partitions move to the other processes at once.
             consumer.close(autocommit=False, timeout_ms=5000)
             producer.close(timeout=5)
@@ -211,6 +273,32 @@ class Runtime:
             self.log.info("processor.ready", group=group_id(self.name, self.settings), partitions=_names(assigned))
 
     # --- the loop -------------------------------------------------------------------------------
+    def _watch_paused(self) -> None:
+        """No partition stays paused for good: a pause nobody will lift (no retry pending for it) is
+        lifted now, and a retry overdue past its resume time is resumed again (and reported)."""
+        assert self._consumer is not None
+        paused = set(self._consumer.paused())
+        if not paused:
+            return
+        now = self.clock()
+        for tp in paused:
+            state = self._retry.get(tp)
+            if state is None:
+                self._consumer.resume(tp)
+                self.log.warning("partition.orphan_pause_resumed", partition=f"{tp.topic}:{tp.partition}")
+            elif now - state.resume_at > PAUSE_OVERDUE_S:
+                self._consumer.resume(tp)
+                self.log.warning("partition.overdue_resumed", partition=f"{tp.topic}:{tp.partition}",
+                                 overdue_s=round(now - state.resume_at, 3))
+
+    def _stuck_partitions(self) -> str | None:
+        """Health: a partition whose retry is long past its resume time is reported unhealthy."""
+        now = self.clock()
+        stuck = [tp for tp, s in list(self._retry.items()) if now - s.resume_at > PAUSE_STUCK_S]
+        if stuck:
+            return f"partitions paused past their resume time: {', '.join(_names(stuck))}"
+        return None
+
     def _resume_due(self) -> None:
         if not self._retry:
             return
@@ -303,9 +391,25 @@ class Runtime:
                              outcome="ok"):
                 return "duplicate"
             ctx = Context(processor=self.name, event=event, uow=uow, log=log, settings=self.settings,
-                          attempt=attempt, _api=self._api)
+                          attempt=attempt)
             self.processor.handle(event, ctx)
+            if ctx.commands:
+                self._to_outbox(uow, event, ctx)
         return "ok"
+
+    def _to_outbox(self, uow: Any, event: Event, ctx: Context) -> None:
+        """The event's API commands, in its savepoint: they exist if and only if its effects commit."""
+        if self._dispatcher is None:
+            raise RuntimeError("this runtime has no API client factory: it cannot send API commands")
+        now = time.time()
+        enqueue(uow, [{
+            "processor": self.name, "idempotency_key": idempotency_key(self.name, event.dedup_key, c.purpose),
+            "kind": c.kind, "payload": json.dumps(c.payload()), "order_key": c.order_key,
+            "deadline": c.deadline.timestamp() if c.deadline is not None else None, "due_at": now,
+            "origin_topic": event.topic, "origin_partition": event.partition, "origin_offset": event.offset,
+            "dedup_key": event.dedup_key,
+        } for c in ctx.commands])
+        self._batch_commands += len(ctx.commands)
 
     def _claim_expired(self, event: Event) -> str:
         """Record a deadline-bound event that came too late: claimed as expired, never handled."""
@@ -337,8 +441,12 @@ class Runtime:
                     raise RuntimeError("ledger connection lost inside the batch")
                 manager.__exit__(None, None, None)
             except Exception as exc:  # noqa: BLE001 — classified, logged, retried below
+                self._batch_commands = 0
                 self._batch_failed(manager, staged, exc)
                 return
+            if self._batch_commands and self._dispatcher is not None:
+                self._dispatcher.wake()  # committed: the commands may leave now
+            self._batch_commands = 0
         for item in staged:
             self._finish(item)
         self._commit()

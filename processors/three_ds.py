@@ -1,10 +1,12 @@
 """The three-ds processor: answers forwarded 3DS challenges through the respond endpoint, within the TTL.
 
-The verdict comes from `three_ds_policy.decide` fed the ledger's view of the card; the answer is
-`POST /cards/virtual-cards/{cardId}/3ds-authorization {code, approve}` with an Idempotency-Key
-derived from the event, so a redelivered or retried challenge repeats the same call. A challenge
-older than HOOKSTREAM_THREE_DS_TTL_S (from `data.transaction_timestamp`, else from when the receiver
-took it) is recorded as expired by the runtime and never answered.
+The verdict comes from `domain.three_ds.decide` (pure) fed the ledger's view of the card; the answer is a
+`respond_3ds` command in the outbox (`POST /cards/virtual-cards/{cardId}/3ds-authorization
+{code, approve}`), sent after commit with an Idempotency-Key derived from the event, so a
+redelivered or retried challenge repeats the same call. A challenge older than
+HOOKSTREAM_THREE_DS_TTL_S (from `data.transaction_timestamp`, else from when the receiver took it)
+is recorded as expired by the runtime and never answered; an answer still unsent at that deadline
+(an API outage) is expired by the dispatcher, never sent late.
 
 The challenge `code` is a secret (platform reference §4.2): it goes to the API only, never into a
 log line, metric or inbox outcome.
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hookstream.domain.effects import respond_3ds
+from hookstream.domain.three_ds import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.logs import remember_code
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.schemas.events import ThreeDSChallenge
 from hookstream.schemas.routing import CARDS_3DS, loggable_operation_id
 from hookstream.settings import Settings
@@ -65,11 +68,10 @@ class ThreeDSProcessor(Processor):
             ),
             self.rules,
         )
-        ctx.api.respond_3ds(data.card_id, data.code, verdict.approve,
-                            idempotency_key=ctx.idempotency_key("3ds-respond"))
+        ctx.send(respond_3ds(data.card_id, data.code, verdict.approve, self.deadline(event)))
         # operation_id equals the code for challenges: log its digest, as the receiver does.
         log = ctx.log.bind(operation_id=loggable_operation_id(event.envelope))
-        log.info("three_ds.answered", card_id=data.card_id, approve=verdict.approve,
+        log.info("three_ds.decided", card_id=data.card_id, approve=verdict.approve,
                      reason=verdict.reason, amount_checked=verdict.amount_checked,
                      amount=str(data.transaction_amount) if data.transaction_amount is not None else None,
                      currency=data.transaction_currency)

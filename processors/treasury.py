@@ -9,13 +9,11 @@ with the operation id. No money is posted: these movements are not the card prog
 
 from __future__ import annotations
 
+from hookstream.domain.treasury import is_alert
 from hookstream.ledger.treasury import TreasuryMovement, record_movement
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.schemas.events import WarrantyWithdraw, Withdraw
 from hookstream.schemas.routing import TREASURY
-
-ALERT_STATUSES = frozenset({"failed", "manual_check"})
-
 
 class TreasuryProcessor(Processor):
     name = "treasury"
@@ -26,7 +24,7 @@ class TreasuryProcessor(Processor):
         data = event.data
         assert isinstance(data, (Withdraw, WarrantyWithdraw))
         status = event.status
-        alert = status in ALERT_STATUSES
+        alert = is_alert(status)
         record_movement(ctx.uow, TreasuryMovement(
             dedup_key=event.dedup_key, product=event.product, event_type=event.event_type,
             operation_id=event.operation_id, status=status, reason=event.envelope.reason,

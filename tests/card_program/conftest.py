@@ -96,7 +96,6 @@ def processor_env(settings: Settings, api_url: str | None = None, **extra: str) 
         "HOOKSTREAM_PROCESSOR_SHUTDOWN_TIMEOUT_S": "10",
         "HOOKSTREAM_API_BASE_URL": api_url or "http://127.0.0.1:9",  # nothing listens: no API expected
         "HOOKSTREAM_API_KEY": API_KEY,
-        "HOOKSTREAM_API_MAX_RETRIES": "2",
         **extra,
     }
 

@@ -105,7 +105,7 @@ def test_reversal_releases_refund_credits_and_an_unknown_hold_is_counted_not_fat
 
 
 @GENERATIONS
-def test_settlement_under_another_operation_id_finds_the_hold_by_alias_or_its_unique_amount(
+def test_a_follow_up_finds_its_hold_by_identity_or_documented_alias_never_by_amount(
         gen, settings, ledger, feed, start_processor):
     fund(ledger, "acct-1", "100.00", cards={"crd_a": "WEBHOOK"})
     cards = start_processor("cards", settings)
@@ -113,12 +113,45 @@ def test_settlement_under_another_operation_id_finds_the_hold_by_alias_or_its_un
 
     hold(ledger, "crd_a", "life_evt_abc", "12.00", gen)
     hold(ledger, "crd_a", "life_evt_def", "8.00", gen)
-    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` matches only by its amount.
+    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` only resembles life_evt_def
+    # (same card, same amount): it is recorded for an operator, and life_evt_def stays held.
     feed.send(envelope(gen, "cards", settle, status, "txn_abc", card_data("crd_a", "12.00")))
     feed.send(envelope(gen, "cards", "reversal", "success", "other_9", card_data("crd_a", "8.00")))
-    wait_until(lambda: cards.outcome("ok") >= 2, "both follow-ups handled")
-    assert balance(ledger, "acct-1") == (D("88.00"), D("0.00"), D("88.00"))
-    assert [e["hold_operation_id"] for e in cards.log_events("cards.hold_matched_by_amount")] == ["life_evt_def"]
+    wait_until(lambda: cards.handled() >= 2, "both follow-ups handled")
+    assert balance(ledger, "acct-1") == (D("88.00"), D("8.00"), D("80.00"))
+    assert cards.metric("hookstream_ledger_unmatched_total", event_type="reversal") == 1
+    assert [e["reason"] for e in cards.log_events("cards.unmatched")] == ["unmatched"]
+    assert settings_query(settings, "SELECT operation_id, card_id, amount, reason FROM unmatched_events") == [
+        ("other_9", "crd_a", "8.00", "unmatched")]
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.hold_status("crd_a", "life_evt_def") == "held"
+
+
+@GENERATIONS
+def test_declined_for_an_authorization_the_receiver_declined_never_releases_another_hold(
+        gen, settings, ledger, feed, start_processor):
+    """Issue 13: the receiver declined life_B itself (no hold); its `declined` must not release life_A's
+    hold of the same amount on the same card, or the card spends money it already committed."""
+    fund(ledger, "acct-1", "50.00", cards={"crd_a": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    settle, status = CLEARED[gen]
+
+    auth_a = hold(ledger, "crd_a", "life_A", "30.00", gen)
+    feed.send(auth_a, **approved())
+    declined_b = envelope(gen, "cards", "authorization", "pending", "life_B", card_data("crd_a", "30.00"))
+    feed.send(declined_b, **{h.RESPONSE_CODE: "51", h.DECISION_REASON: "insufficient_funds"})
+    feed.send(envelope(gen, "cards", "declined", "failed" if gen == "A" else "success", "life_B",
+                       card_data("crd_a", "30.00")))
+    wait_until(lambda: cards.handled() >= 3, "authorizations and the decline handled")
+    assert balance(ledger, "acct-1") == (D("50.00"), D("30.00"), D("20.00")), "life_A's hold was released"
+    outcomes = dict(settings_query(settings, "SELECT dedup_key, outcome FROM inbox WHERE processor = 'cards'"))
+    assert sorted(o for o in outcomes.values() if o != "ok") == ["nothing_held"]
+
+    # life_A clears later: its own hold is captured, nothing posts unmatched, the books stay exact.
+    feed.send(envelope(gen, "cards", settle, status, "life_A", card_data("crd_a", "30.00")))
+    wait_until(lambda: cards.handled() >= 4, "the settlement handled")
+    assert balance(ledger, "acct-1") == (D("20.00"), D("0.00"), D("20.00"))
+    assert [k for k, _ in postings(ledger, "acct-1")] == ["credit", "hold", "capture"]
     assert cards.metric("hookstream_ledger_unmatched_total") == 0
 
 

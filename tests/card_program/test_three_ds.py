@@ -50,7 +50,7 @@ def test_challenges_are_answered_with_the_policy_verdict_and_stale_ones_expire_u
     assert three_ds.outcome("ok") == 2 and three_ds.outcome("dead_lettered") == 0
 
     # The verdicts are logged with their reasons; the secret codes appear nowhere in the output.
-    answered = {(e["approve"], e["reason"]) for e in three_ds.log_events("three_ds.answered")}
+    answered = {(e["approve"], e["reason"]) for e in three_ds.log_events("three_ds.decided")}
     assert answered == {(True, "approved"), (False, "insufficient_funds")}
     output = three_ds.proc.output()
     assert '"event.processed"' in output and not any(c in output for c in (covered, too_much, stale))

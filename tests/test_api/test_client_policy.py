@@ -1,4 +1,4 @@
-"""The client's retry, pending and error policy, with a scripted transport and a fake clock."""
+"""The client's one-attempt, pending and error policy, with a scripted transport and a fake clock."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from hookstream.api import (
     ValidationFailedError,
 )
 from hookstream.api.ratelimit import TokenBucket
+from hookstream.processors.errors import classify_error
+from hookstream.processors.retry import Backoff
 from hookstream.settings import Settings
 
 
@@ -54,7 +56,6 @@ def scripted(*answers):
 
 
 def make_client(transport, fake: FakeTime, **kw) -> CryptoMateClient:
-    kw.setdefault("backoff_jitter", 0.0)
     return CryptoMateClient("http://cm.test", "key-under-test", transport=transport,
                             sleep=fake.sleep, clock=fake.clock, rate_limit_per_s=1000, **kw)
 
@@ -62,80 +63,54 @@ def make_client(transport, fake: FakeTime, **kw) -> CryptoMateClient:
 CARD = {"id": "crd_1", "status": "ACTIVE", "approval_method": "WEBHOOK", "daily_limit": 100.5}
 
 
-def test_429_waits_exactly_retry_after_then_succeeds():
+def test_429_is_raised_at_once_with_the_retry_after_the_one_retry_policy_honours():
+    # The client makes one attempt: waiting is the caller's (the dispatcher's) single retry policy.
     fake = FakeTime()
     transport, seen = scripted(
         httpx.Response(429, headers={"Retry-After": "4"},
-                       json={"error_code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded. Retry after 4 seconds"}),
-        httpx.Response(200, json=CARD),
-    )
-    card = make_client(transport, fake).get_card("crd_1")
-    assert card.id == "crd_1" and card.daily_limit == Decimal("100.5")
-    assert [s for s in fake.sleeps if s > 0.01] == [4.0]
-    assert len(seen) == 2
+                       json={"error_code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded. Retry after 4 seconds"}))
+    with pytest.raises(RateLimitedError) as info:
+        make_client(transport, fake).get_card("crd_1")
+    assert info.value.retry_after == 4.0 and info.value.status == 429 and len(seen) == 1
+    assert [s for s in fake.sleeps if s > 0.01] == []
+    failure = classify_error(info.value)
+    assert failure.transient and failure.retry_after == 4.0
+    assert Backoff(0.5, 30.0, 8, rand=lambda: 0.0).delay(1, failure.retry_after) == 4.0
 
 
 def test_429_without_header_uses_the_seconds_in_the_message():
     fake = FakeTime()
     transport, _ = scripted(
-        httpx.Response(429, json={"error_code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded. Retry after 8 seconds"}),
-        httpx.Response(200, json=CARD),
-    )
-    make_client(transport, fake).get_card("crd_1")
-    assert [s for s in fake.sleeps if s > 0.01] == [8.0]
-
-
-def test_429_longer_than_the_cap_is_raised_with_retry_after_for_the_runtime():
-    fake = FakeTime()
-    transport, seen = scripted(httpx.Response(429, headers={"Retry-After": "300"},
-                                              json={"error_code": "TOO_MANY_REQUESTS", "message": "x"}))
+        httpx.Response(429, json={"error_code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded. Retry after 8 seconds"}))
     with pytest.raises(RateLimitedError) as info:
-        make_client(transport, fake, max_retry_after_s=30).get_card("crd_1")
-    assert isinstance(info.value, TransientApiError)
-    assert info.value.retry_after == 300.0 and info.value.status == 429
-    assert info.value.code == "TOO_MANY_REQUESTS" and len(seen) == 1
+        make_client(transport, fake).get_card("crd_1")
+    assert info.value.retry_after == 8.0 and info.value.code == "TOO_MANY_REQUESTS"
 
 
-def test_5xx_backoff_doubles_is_capped_and_gives_up_after_max_retries():
+def test_5xx_is_one_attempt_and_a_transient_error():
     fake = FakeTime()
-    transport, seen = scripted(*[httpx.Response(500, json={"code": "SERVER_ERROR", "message": "boom"})] * 6)
-    client = make_client(transport, fake, max_retries=5, backoff_initial_s=0.5, backoff_max_s=3.0)
+    transport, seen = scripted(httpx.Response(500, json={"code": "SERVER_ERROR", "message": "boom"}))
     with pytest.raises(ServerError) as info:
-        client.get_card("crd_1")
+        make_client(transport, fake).get_card("crd_1")
     assert info.value.code == "SERVER_ERROR" and info.value.message == "boom"
-    assert [s for s in fake.sleeps if s > 0.01] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert len(seen) == 6
+    assert isinstance(info.value, TransientApiError) and classify_error(info.value).transient
+    assert len(seen) == 1 and fake.sleeps == []
 
 
-def test_backoff_jitter_only_shortens_the_delay():
-    fake = FakeTime()
-    transport, _ = scripted(*[httpx.Response(503, text="")] * 4)
-    client = make_client(transport, fake, max_retries=3, backoff_initial_s=1.0, backoff_jitter=0.5)
-    with pytest.raises(ServerError):
-        client.get_card("crd_1")
-    waits = [s for s in fake.sleeps if s > 0.01]
-    assert len(waits) == 3
-    for wait, ceiling in zip(waits, [1.0, 2.0, 4.0]):
-        assert ceiling * 0.5 <= wait <= ceiling
-
-
-def test_connection_errors_are_retried_with_the_same_idempotency_key():
+def test_the_caller_repeats_the_idempotency_key_after_connection_errors():
     fake = FakeTime()
     transport, seen = scripted(httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
                                httpx.Response(200, json={"code": "abc", "approve": True}))
-    result = make_client(transport, fake).respond_3ds("crd_1", "abc", True, idempotency_key="idem-1")
+    client = make_client(transport, fake)
+    for _ in range(2):
+        with pytest.raises(ApiConnectionError) as info:
+            client.respond_3ds("crd_1", "abc", True, idempotency_key="idem-1")
+        assert isinstance(info.value, TransientApiError) and info.value.status is None
+    result = client.respond_3ds("crd_1", "abc", True, idempotency_key="idem-1")
     assert result.approve is True and result.code == "abc"
     assert [r.headers["Idempotency-Key"] for r in seen] == ["idem-1"] * 3
     assert json.loads(seen[0].content) == {"code": "abc", "approve": True}
     assert seen[0].url.path == "/cards/virtual-cards/crd_1/3ds-authorization"
-
-
-def test_connection_error_after_retries_is_transient():
-    fake = FakeTime()
-    transport, _ = scripted(*[httpx.ConnectError("refused")] * 3)
-    with pytest.raises(ApiConnectionError) as info:
-        make_client(transport, fake, max_retries=2).get_card("crd_1")
-    assert isinstance(info.value, TransientApiError) and info.value.status is None
 
 
 def test_mutating_call_without_key_gets_a_generated_one_and_reads_do_not():
@@ -215,12 +190,11 @@ def test_token_bucket_spaces_requests_at_the_configured_rate():
 
 
 def test_from_settings_uses_the_settings_url_key_and_limits():
-    settings = Settings(api_base_url="http://example.test/", api_key="k" * 12, api_rate_limit_per_s=5,
-                        api_max_retries=2)
+    settings = Settings(api_base_url="http://example.test/", api_key="k" * 12, api_rate_limit_per_s=5)
     client = CryptoMateClient.from_settings(settings)
     try:
         assert client.base_url == "http://example.test"
-        assert client.max_retries == 2 and client._limiter.rate == pytest.approx(5 / 1.1)
+        assert client._limiter.rate == pytest.approx(5 / 1.1)
         assert client._http.headers["x-api-key"] == "k" * 12
     finally:
         client.close()

@@ -105,3 +105,26 @@ def test_connection_lost_mid_transaction_is_transient_and_the_ledger_recovers(
     finally:
         books.close()
         admin.close()
+
+
+def test_a_current_schema_is_checked_without_the_write_lock_beside_a_busy_sqlite_writer(tmp_path) -> None:
+    """A process starting while another holds SQLite's write lock must not fail its schema check."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    Ledger(url).upgrade()
+    writer = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    try:
+        books = Ledger(url, busy_timeout_ms=200)  # SQLite auto-upgrades: only when behind
+        try:
+            with books.unit_of_work(read_only=True) as uow:
+                assert uow.account_exists("nobody") is False
+            with pytest.raises(LedgerTransientError):  # a write still waits for the lock, and says so
+                with books.unit_of_work() as uow:
+                    uow.ensure_account("acct")
+        finally:
+            books.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -1,0 +1,149 @@
+"""The outbox: API commands stored with the event that decided them, claimed and settled by dispatchers.
+
+`enqueue` runs inside the event's claim transaction (so a command exists if and only if the event's
+effects committed). Dispatchers claim due commands under a lease in short transactions of their own,
+never across an HTTP call; a dispatcher that dies leaves its lease to run out, and the command is sent
+again with the same Idempotency-Key. `reserve_slots` spaces the requests of every dispatcher sharing
+an API key through one database row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hookstream.ledger.schema import api_rate_slots, outbox, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCommand:
+    """A claimed command, as a dispatcher sends it."""
+
+    id: int
+    processor: str
+    kind: str
+    args: dict[str, Any]
+    idempotency_key: str
+    order_key: str | None
+    deadline: float | None
+    attempts: int  # including this one
+    first_failed_at: float | None
+    origin_topic: str | None
+    origin_partition: int | None
+    origin_offset: int | None
+    dedup_key: str | None
+
+
+def _insert(dialect_name: str) -> Any:
+    return pg_insert if dialect_name == "postgresql" else sqlite_insert
+
+
+def enqueue(uow: Any, rows: list[dict[str, Any]]) -> None:
+    """Write commands (dicts of outbox columns) in the caller's transaction; a known key is kept as is."""
+    if not rows:
+        return
+    conn = uow.connection
+    statement = _insert(conn.dialect.name)(outbox).on_conflict_do_nothing(index_elements=[outbox.c.idempotency_key])
+    conn.execute(statement, [{"status": "pending", "attempts": 0, "created_at": utcnow(), **r} for r in rows])
+
+
+_CLAIM = """
+UPDATE outbox SET lease_owner = :owner, lease_until = :until, attempts = attempts + 1
+WHERE id IN (
+  SELECT o.id FROM outbox o
+  WHERE o.processor = :processor AND o.status = 'pending' AND o.due_at <= :now
+    AND (o.lease_until IS NULL OR o.lease_until < :now)
+    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.order_key = o.order_key AND e.status = 'pending'
+                    AND e.id < o.id)
+  ORDER BY o.id LIMIT :limit {lock}
+)
+RETURNING id, processor, kind, payload, idempotency_key, order_key, deadline, attempts, first_failed_at,
+          origin_topic, origin_partition, origin_offset, dedup_key
+"""
+
+
+class Outbox:
+    """The dispatcher's side of the outbox, on a `Ledger` (each method is one short transaction)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+        lock = "FOR UPDATE SKIP LOCKED" if ledger.dialect == "postgresql" else ""
+        self._claim = text(_CLAIM.format(lock=lock))
+
+    def claim(self, processor: str, owner: str, limit: int, lease_s: float, now: float) -> list[OutboxCommand]:
+        """Up to `limit` due commands of `processor`, leased to `owner` until now + lease_s, oldest first.
+
+        A command waits while an older pending command has the same order key.
+        """
+        if limit <= 0:
+            return []
+        with self.ledger.unit_of_work() as uow:
+            rows = uow.connection.execute(self._claim, {
+                "owner": owner, "until": now + lease_s, "processor": processor, "now": now, "limit": limit,
+            }).all()
+        out = [OutboxCommand(r.id, r.processor, r.kind, json.loads(r.payload), r.idempotency_key, r.order_key,
+                             r.deadline, r.attempts, r.first_failed_at, r.origin_topic, r.origin_partition,
+                             r.origin_offset, r.dedup_key) for r in rows]
+        return sorted(out, key=lambda c: c.id)
+
+    def finish(self, command_id: int, owner: str, status: str, error: str | None = None) -> bool:
+        """Settle a command as sent, expired or dead; False when its lease was lost to another dispatcher."""
+        with self.ledger.unit_of_work() as uow:
+            return uow.connection.execute(
+                update(outbox).where(outbox.c.id == command_id, outbox.c.lease_owner == owner,
+                                     outbox.c.status == "pending")
+                .values(status=status, last_error=error, lease_owner=None, lease_until=None,
+                        finished_at=utcnow())).rowcount == 1
+
+    def retry_at(self, command_id: int, owner: str, due_at: float, first_failed_at: float, error: str) -> bool:
+        """Give the command back, due again at `due_at` (epoch seconds)."""
+        with self.ledger.unit_of_work() as uow:
+            return uow.connection.execute(
+                update(outbox).where(outbox.c.id == command_id, outbox.c.lease_owner == owner,
+                                     outbox.c.status == "pending")
+                .values(due_at=due_at, first_failed_at=first_failed_at, last_error=error, lease_owner=None,
+                        lease_until=None)).rowcount == 1
+
+    def release(self, command_ids: list[int], owner: str) -> None:
+        """Give back commands claimed but not attempted (shutdown): due now, attempt not counted."""
+        if not command_ids:
+            return
+        with self.ledger.unit_of_work() as uow:
+            uow.connection.execute(
+                update(outbox).where(outbox.c.id.in_(command_ids), outbox.c.lease_owner == owner,
+                                     outbox.c.status == "pending")
+                .values(lease_owner=None, lease_until=None, attempts=outbox.c.attempts - 1))
+
+    def reserve_slots(self, key_id: str, rate: float, wanted: int, now: float, horizon_s: float = 1.0) -> list[float]:
+        """Send times (epoch seconds) for up to `wanted` requests, 1/rate apart across all dispatchers
+        sharing the key; none further than `horizon_s` ahead (the others get their turn)."""
+        interval = 1.0 / rate
+        with self.ledger.unit_of_work() as uow:
+            conn = uow.connection
+            # The row exists first, then is read under its row lock (Postgres; SQLite's BEGIN IMMEDIATE
+            # already serializes): two dispatchers never read the same `next_free`.
+            conn.execute(_insert(conn.dialect.name)(api_rate_slots).values(key_id=key_id, next_free=now)
+                         .on_conflict_do_nothing(index_elements=[api_rate_slots.c.key_id]))
+            next_free = conn.execute(select(api_rate_slots.c.next_free)
+                                     .where(api_rate_slots.c.key_id == key_id).with_for_update()).scalar_one()
+            slots = []
+            at = max(now, next_free)
+            while len(slots) < wanted and at <= now + horizon_s:
+                slots.append(at)
+                at += interval
+            if slots:
+                conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
+            return slots
+
+    def counts(self, processor: str | None = None) -> dict[str, int]:
+        """Commands by status (for health and tests)."""
+        with self.ledger.unit_of_work(read_only=True) as uow:
+            query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+            if processor is not None:
+                query = query.where(outbox.c.processor == processor)
+            return {status: n for status, n in uow.connection.execute(query)}

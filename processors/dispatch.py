@@ -1,0 +1,228 @@
+"""The outbox dispatcher: sends committed API commands with their keys, bounded, paced, retried once over.
+
+It runs beside the poll loop in the processor's process (a thread, woken after each commit that
+wrote commands): a 3DS answer leaves within milliseconds of its decision's commit, no extra
+deployment is needed, and any process of the same processor picks up what another left behind
+(claims are leases in the ledger). No ledger transaction is open while a request is on the wire.
+
+One retry policy: failures are classified by `errors.classify_error` and timed by `retry.next_retry`
+(the client makes one attempt). Permanent failures are dead-lettered with their origin; commands
+whose deadline passed are expired and counted, never sent late. Requests of every dispatcher sharing
+an API key are spaced through one ledger row (`Outbox.reserve_slots`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+from hookstream import metrics
+from hookstream.ledger.outbox import Outbox, OutboxCommand
+from hookstream.logs import get_logger
+from hookstream.processors.errors import Failure, classify_error
+from hookstream.processors.retry import Backoff, next_retry
+from hookstream.settings import Settings
+
+IDLE_S = 0.25  # longest wait between looks at the outbox (retries due, leases run out elsewhere)
+RATE_MARGIN = 0.1  # stay this far under the platform's limit (network jitter bunches arrivals)
+SETTLE_ATTEMPTS = 5  # tries to record a command's outcome before leaving it to its lease
+
+
+def rate_key(settings: Settings) -> str:
+    """The identity the platform counts requests by (the API key), as a digest: never the key itself."""
+    raw = f"{settings.api_base_url}\x1f{settings.api_key.get_secret_value()}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def send(client: Any, command: OutboxCommand) -> None:
+    """Carry out one command with the CryptoMate client (one attempt)."""
+    a, key = command.args, command.idempotency_key
+    if command.kind == "respond_3ds":
+        client.respond_3ds(a["card_id"], a["code"], bool(a["approve"]), idempotency_key=key)
+    elif command.kind == "override_card_virtual_balance":
+        client.override_card_virtual_balance(a["card_id"], Decimal(a["virtual_balance"]), idempotency_key=key)
+    elif command.kind == "unblock_card":
+        client.unblock_card(a["card_id"], idempotency_key=key)
+    else:
+        raise ValueError(f"unknown API command {command.kind!r}")
+
+
+class Dispatcher:
+    """Sends one processor's outbox commands until `stop()`."""
+
+    def __init__(self, processor: str, settings: Settings, ledger: Any, client_factory: Callable[[], Any],
+                 dead_letters: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.outbox = Outbox(ledger)
+        self.concurrency = settings.dispatch_concurrency
+        self.lease_s = settings.dispatch_lease_s
+        self.rate = settings.api_rate_limit_per_s / (1 + RATE_MARGIN)
+        self.rate_key = rate_key(settings)
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s, settings.retry_max_attempts)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.log = get_logger("hookstream.dispatch", processor=processor)
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._dead_letters = dead_letters
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._slots = threading.Semaphore(self.concurrency)
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
+        self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
+        self.failed: BaseException | None = None  # the loop died: the process is unhealthy
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> Dispatcher:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Commands were committed: look now rather than at the next idle tick."""
+        self._wake.set()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive() or self._stopping.is_set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop claiming; let requests in flight finish (bounded). Unsettled ones keep their lease."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        self.log.info("dispatch.started", concurrency=self.concurrency, rate_per_s=round(self.rate, 3))
+        while not self._stopping.is_set():
+            try:
+                busy = self._round()
+            except Exception as exc:  # noqa: BLE001 — a database hiccup: look again after a pause
+                self.log.warning("dispatch.round_failed", error=repr(exc)[:300])
+                busy = False
+            if not busy:
+                self._wake.wait(IDLE_S)
+                self._wake.clear()
+
+    def _round(self) -> bool:
+        """Claim what fits in the free request slots and start sending it; True if it filled them."""
+        free = 0
+        while free < self.concurrency and self._slots.acquire(blocking=False):
+            free += 1
+        if free == 0:
+            self._wake.wait(IDLE_S)  # all slots busy: a finishing request wakes us
+            self._wake.clear()
+            return True
+        claimed: list[OutboxCommand] = []
+        try:
+            now = self._clock()
+            claimed = self.outbox.claim(self.processor, self.owner, free, self.lease_s, now)
+            live = []
+            for command in claimed:
+                if command.deadline is not None and now >= command.deadline:
+                    self._expire(command, "deadline passed before sending")
+                else:
+                    live.append(command)
+            times = self.outbox.reserve_slots(self.rate_key, self.rate, len(live), now) if live else []
+            self.outbox.release([c.id for c in live[len(times):]], self.owner)  # no rate slot this round
+            for command, at in zip(live, times):
+                free -= 1
+                self._pool.submit(self._send, command, at)
+            return len(claimed) > 0 and len(times) == len(live) and free == 0
+        finally:
+            for _ in range(free):
+                self._slots.release()
+
+    def _send(self, command: OutboxCommand, at: float) -> None:
+        try:
+            wait = at - self._clock()
+            if wait > 0:
+                time.sleep(wait)
+            if command.deadline is not None and self._clock() >= command.deadline:
+                self._expire(command, "deadline passed before sending")
+                return
+            try:
+                if self._client is None:
+                    self._client = self._client_factory()
+                send(self._client, command)
+            except Exception as exc:  # noqa: BLE001 — every failure is classified
+                self._failed(command, classify_error(exc))
+                return
+            self._settle(command, "sent")
+            metrics.outbox_commands.labels(self.processor, command.kind, "sent").inc()
+            self.log.info("dispatch.sent", **self._fields(command))
+        except Exception as exc:  # noqa: BLE001 — never lose the slot; the lease brings the command back
+            self.log.error("dispatch.send_crashed", error=repr(exc)[:300], **self._fields(command))
+        finally:
+            self._slots.release()
+            self._wake.set()
+
+    def _failed(self, command: OutboxCommand, failure: Failure) -> None:
+        now = self._clock()
+        first = command.first_failed_at if command.first_failed_at is not None else now
+        deadline_in = command.deadline - now if command.deadline is not None else None
+        verdict, due = next_retry(self.backoff, failure, command.attempts, first, now, deadline_in_s=deadline_in)
+        err = {"error_type": failure.error_type, "error": failure.message, "error_kind": failure.kind}
+        if verdict == "retry":
+            self._settle_retry(command, due, first, failure)
+            metrics.outbox_commands.labels(self.processor, command.kind, "retried").inc()
+            metrics.retries.labels(self.processor, failure.error_type).inc()
+            self.log.warning("dispatch.retry_scheduled", delay_s=round(due - now, 3),
+                             retry_after=failure.retry_after, **err, **self._fields(command))
+            return
+        if verdict == "expired":
+            self._expire(command, failure.message)
+            return
+        try:
+            dlq_offset = self._dead_letters.send_command(command, failure)
+        except Exception as exc:  # noqa: BLE001 — not dead-lettered: try the command again later
+            self.log.error("dispatch.dead_letter_failed", dlq_error=repr(exc)[:300], **err, **self._fields(command))
+            self._settle_retry(command, now + self.backoff.delay(1), first, failure)
+            return
+        self._settle(command, "dead", failure.message)
+        metrics.outbox_commands.labels(self.processor, command.kind, "dead_lettered").inc()
+        metrics.dead_lettered.labels(self.processor, failure.error_type).inc()
+        self.log.error("dispatch.dead_lettered", dlq_offset=dlq_offset, **err, **self._fields(command))
+
+    def _expire(self, command: OutboxCommand, why: str) -> None:
+        self._settle(command, "expired", why)
+        metrics.outbox_commands.labels(self.processor, command.kind, "expired").inc()
+        self.log.warning("dispatch.expired", reason=why, **self._fields(command))
+
+    # --- recording outcomes ---------------------------------------------------------------------
+    def _settle(self, command: OutboxCommand, status: str, error: str | None = None) -> None:
+        self._retrying(lambda: self.outbox.finish(command.id, self.owner, status, error), command)
+
+    def _settle_retry(self, command: OutboxCommand, due: float, first: float, failure: Failure) -> None:
+        message = f"{failure.error_type}: {failure.message}"
+        self._retrying(lambda: self.outbox.retry_at(command.id, self.owner, due, first, message), command)
+
+    def _retrying(self, write: Callable[[], bool], command: OutboxCommand) -> None:
+        # A short ledger transaction after the call; if the ledger stays busy, the lease runs out
+        # and the command is sent again with the same Idempotency-Key (the platform replays it).
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                if not write():
+                    self.log.warning("dispatch.lease_lost", **self._fields(command))
+                return
+            except Exception as exc:  # noqa: BLE001
+                if attempt == SETTLE_ATTEMPTS - 1:
+                    self.log.error("dispatch.settle_failed", error=repr(exc)[:300], **self._fields(command))
+                    return
+                time.sleep(0.05 * 2 ** attempt)
+
+    @staticmethod
+    def _fields(command: OutboxCommand) -> dict[str, Any]:
+        # Never the arguments themselves: a 3DS answer carries the challenge code (a secret).
+        return {"command": command.kind, "card_id": command.args.get("card_id"),
+                "idempotency_key": command.idempotency_key, "attempt": command.attempts,
+                "dedup_key": command.dedup_key}

@@ -1,0 +1,75 @@
+"""The outbox on both backends: leases, per-target order, and one request schedule per API key."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from hookstream.ledger import Ledger
+from hookstream.ledger.outbox import Outbox, enqueue
+
+
+def command(key: str, order_key: str | None = None, due_at: float = 0.0) -> dict:
+    return {"processor": "p", "idempotency_key": key, "kind": "unblock_card",
+            "payload": json.dumps({"card_id": "crd"}), "order_key": order_key, "deadline": None, "due_at": due_at}
+
+
+def test_a_claimed_command_is_leased_and_comes_back_with_its_key_when_the_lease_runs_out(ledger: Ledger) -> None:
+    with ledger.unit_of_work() as uow:
+        enqueue(uow, [command("k1"), command("k1")])  # a redelivered event adds nothing
+    box = Outbox(ledger)
+    now = time.time()
+    first = box.claim("p", "dispatcher-a", 10, lease_s=5, now=now)
+    assert [c.idempotency_key for c in first] == ["k1"] and first[0].attempts == 1
+    assert box.claim("p", "dispatcher-b", 10, lease_s=5, now=now + 1) == [], "leased: not sent twice at once"
+    # dispatcher-a died after sending: its lease runs out and the same key goes again.
+    again = box.claim("p", "dispatcher-b", 10, lease_s=5, now=now + 6)
+    assert [(c.idempotency_key, c.attempts) for c in again] == [("k1", 2)]
+    assert box.finish(first[0].id, "dispatcher-a", "sent") is False, "a lost lease cannot settle"
+    assert box.finish(again[0].id, "dispatcher-b", "sent") is True
+    assert box.claim("p", "dispatcher-b", 10, lease_s=5, now=now + 20) == []
+    assert box.counts("p") == {"sent": 1}
+
+
+def test_commands_of_one_target_go_one_at_a_time_in_order_others_in_parallel(ledger: Ledger) -> None:
+    with ledger.unit_of_work() as uow:
+        enqueue(uow, [command("a1", "card:a"), command("a2", "card:a"), command("b1", "card:b"), command("x")])
+    box = Outbox(ledger)
+    now = time.time()
+    claimed = box.claim("p", "d", 10, lease_s=30, now=now)
+    assert [c.idempotency_key for c in claimed] == ["a1", "b1", "x"]
+    box.retry_at(claimed[0].id, "d", now + 3, now, "ServerError: 500")  # a1 fails: a2 keeps waiting
+    assert box.claim("p", "d", 10, lease_s=30, now=now + 1) == []
+    retried = box.claim("p", "d", 10, lease_s=30, now=now + 3)
+    assert [c.idempotency_key for c in retried] == ["a1"]
+    box.finish(retried[0].id, "d", "sent")
+    assert [c.idempotency_key for c in box.claim("p", "d", 10, lease_s=30, now=now + 3)] == ["a2"]
+
+
+def test_dispatchers_sharing_an_api_key_share_one_request_schedule(ledger: Ledger) -> None:
+    """Two processes' dispatchers (two Outbox objects, concurrent threads) never get slots closer
+    than 1/rate, so no 1-second window holds more than `rate` requests."""
+    rate = 15 / 1.1
+    start = time.time()
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def dispatcher() -> None:
+        box = Outbox(ledger)
+        got: list[float] = []
+        while len(got) < 40:
+            got += box.reserve_slots("key-digest", rate, 4, now=max(start, time.time()), horizon_s=1.0)
+        with lock:
+            slots.extend(got)
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    ordered = sorted(slots)
+    assert len(ordered) >= 80
+    gaps = [b - a for a, b in zip(ordered, ordered[1:])]
+    assert min(gaps) >= 1 / rate - 1e-6, min(gaps)
+    assert max(sum(1 for s in ordered if t <= s < t + 1.0) for t in ordered) <= 15

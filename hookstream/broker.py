@@ -91,6 +91,19 @@ def _java() -> str:
     return java
 
 
+def _data_dir(data_dir: Path | None, prefix: str) -> tuple[Path, bool]:
+    """The data directory, made if missing (a new temporary one when None), and whether it was created here."""
+    created = data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix)) if data_dir is None else data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir, created
+
+
+def _remembered(state: Path) -> dict:
+    """Ports (and a cluster's id) kept by an earlier run in the same data directory."""
+    return json.loads(state.read_text()) if state.is_file() else {}
+
+
 @dataclass
 class SecuredListener:
     """A SASL_SSL listener beside PLAINTEXT: a PEM key and certificate chain, SCRAM-SHA-256/512 and PLAIN users.
@@ -161,12 +174,9 @@ class LocalBroker:
     def start(self, timeout: float = READY_TIMEOUT_S) -> str:
         """Resolve jars, format storage if new, start the JVM, return once clients are served."""
         libs = resolve_jars()
-        if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="hookstream-kafka-"))
-            self._owns_dir = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        state = self.data_dir / "hookstream-broker.json"
-        remembered = json.loads(state.read_text()) if state.is_file() else {}
+        self.data_dir, created = _data_dir(self.data_dir, "hookstream-kafka-")
+        self._owns_dir = self._owns_dir or created
+        remembered = _remembered(self.data_dir / "hookstream-broker.json")
         fixed_ports = self.port is not None or "port" in remembered
         self.port = self.port or remembered.get("port") or free_port()
         self.controller_port = self.controller_port or remembered.get("controller_port") or free_port()
@@ -336,6 +346,9 @@ CLUSTER_OVERRIDES = {
     "share.coordinator.state.topic.replication.factor": "3",
     "share.coordinator.state.topic.min.isr": "2",
     "unclean.leader.election.enable": "false",
+    # a killed broker is fenced (and leaves every ISR, its partitions get new leaders) within ~3 s, not 9 s
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
 }
 
 
@@ -361,12 +374,10 @@ class LocalCluster:
         if self.nodes < 1:
             raise BrokerError("a cluster needs at least one node")
         libs = resolve_jars()
-        if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="hookstream-kafka-cluster-"))
-            self._owns_dir = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir, created = _data_dir(self.data_dir, "hookstream-kafka-cluster-")
+        self._owns_dir = self._owns_dir or created
         state = self.data_dir / "hookstream-cluster.json"
-        remembered = json.loads(state.read_text()) if state.is_file() else {}
+        remembered = _remembered(state)
         cluster_id = remembered.get("cluster_id") or _cluster_id()
         ports = remembered.get("ports") or [[free_port(), free_port()] for _ in range(self.nodes)]
         if len(ports) != self.nodes:

@@ -91,20 +91,76 @@ def _java() -> str:
     return java
 
 
+def _data_dir(data_dir: Path | None, prefix: str) -> tuple[Path, bool]:
+    """The data directory, made if missing (a new temporary one when None), and whether it was created here."""
+    created = data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix)) if data_dir is None else data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir, created
+
+
+def _remembered(state: Path) -> dict:
+    """Ports (and a cluster's id) kept by an earlier run in the same data directory."""
+    return json.loads(state.read_text()) if state.is_file() else {}
+
+
+@dataclass
+class SecuredListener:
+    """A SASL_SSL listener beside PLAINTEXT: a PEM key and certificate chain, SCRAM-SHA-256/512 and PLAIN users.
+
+    The certificate should name `localhost` (the advertised host name) so that clients can check it.
+    """
+
+    key_pem: str
+    cert_chain_pem: str
+    users: dict[str, str]
+    port: int | None = None
+
+
+def _escape_property(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _apply_overrides(rendered: str, overrides: dict[str, str]) -> str:
+    """Replace `key=` lines of a rendered server.properties and append the keys it does not have."""
+    lines, seen = [], set()
+    for line in rendered.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in overrides:
+            line = f"{key}={overrides[key]}"
+            seen.add(key)
+        lines.append(line)
+    lines += [f"{key}={value}" for key, value in overrides.items() if key not in seen]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class LocalBroker:
-    """One combined broker+controller KRaft node on 127.0.0.1, started and stopped by PID."""
+    """One combined broker+controller KRaft node on 127.0.0.1, started and stopped by PID.
+
+    Alone by default; `LocalCluster` sets `node_id`, `voters`, `cluster_id` and replication `overrides`.
+    """
 
     data_dir: Path | None = None
     port: int | None = None
     controller_port: int | None = None
     heap: str = "512m"
+    secured: SecuredListener | None = None
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters; default: this node alone
+    cluster_id: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owns_dir: bool = field(default=False, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secured_bootstrap(self) -> str:
+        assert self.secured is not None
+        return f"localhost:{self.secured.port}"
 
     @property
     def pid(self) -> int | None:
@@ -118,27 +174,35 @@ class LocalBroker:
     def start(self, timeout: float = READY_TIMEOUT_S) -> str:
         """Resolve jars, format storage if new, start the JVM, return once clients are served."""
         libs = resolve_jars()
-        if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="hookstream-kafka-"))
-            self._owns_dir = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        state = self.data_dir / "hookstream-broker.json"
-        remembered = json.loads(state.read_text()) if state.is_file() else {}
+        self.data_dir, created = _data_dir(self.data_dir, "hookstream-kafka-")
+        self._owns_dir = self._owns_dir or created
+        remembered = _remembered(self.data_dir / "hookstream-broker.json")
         fixed_ports = self.port is not None or "port" in remembered
         self.port = self.port or remembered.get("port") or free_port()
         self.controller_port = self.controller_port or remembered.get("controller_port") or free_port()
+        if self.secured is not None:
+            self.secured.port = self.secured.port or remembered.get("secured_port") or free_port()
         attempts = 1 if fixed_ports else 3
         for attempt in range(attempts):
             try:
                 self._launch(libs)
                 self._wait_ready(timeout)
-                state.write_text(json.dumps({"port": self.port, "controller_port": self.controller_port}))
+                self._remember()
                 return self.bootstrap
             except _PortInUse:
                 if attempt + 1 == attempts:
                     raise BrokerError(f"ports {self.port}/{self.controller_port} are in use") from None
                 self.port, self.controller_port = free_port(), free_port()
+                if self.secured is not None:
+                    self.secured.port = free_port()
         raise AssertionError("unreachable")
+
+    def _remember(self) -> None:
+        assert self.data_dir is not None
+        state = {"port": self.port, "controller_port": self.controller_port}
+        if self.secured is not None:
+            state["secured_port"] = self.secured.port
+        (self.data_dir / "hookstream-broker.json").write_text(json.dumps(state))
 
     def _config(self) -> Path:
         assert self.data_dir is not None
@@ -146,9 +210,42 @@ class LocalBroker:
         rendered = template.format(
             port=self.port, controller_port=self.controller_port, data_dir=self.data_dir / "log"
         )
+        overrides = dict(self.overrides)
+        if self.node_id != 1 or self.voters:
+            overrides["node.id"] = str(self.node_id)
+            overrides["controller.quorum.voters"] = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+        if self.secured is not None:
+            overrides |= self._secured_properties(self.secured)
+        if overrides:
+            rendered = _apply_overrides(rendered, overrides)
         path = self.data_dir / "server.properties"
         path.write_text(rendered)
         return path
+
+    def _secured_properties(self, secured: SecuredListener) -> dict[str, str]:
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in secured.users.items())
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+                         f"SASL_SSL://127.0.0.1:{secured.port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://localhost:{secured.port}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.key": _escape_property(secured.key_pem),
+            "listener.name.sasl_ssl.ssl.keystore.certificate.chain": _escape_property(secured.cert_chain_pem),
+        }
+
+    def _format_args(self, config: Path) -> list[str]:
+        args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id or _cluster_id(), "-c", str(config)]
+        for name, password in (self.secured.users.items() if self.secured else ()):
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        return args
 
     def _jvm(self, libs: Path, heap_max: str, heap_min: str | None = None) -> list[str]:
         args = [_java(), f"-Xmx{heap_max}", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
@@ -164,8 +261,7 @@ class LocalBroker:
         config = self._config()
         if not (self.data_dir / "log" / "meta.properties").is_file():
             fmt = subprocess.run(
-                self._jvm(libs, "256m") + ["-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool", "format",
-                                            "-t", _cluster_id(), "-c", str(config)],
+                self._jvm(libs, "256m") + ["-XX:TieredStopAtLevel=1"] + self._format_args(config),
                 capture_output=True, text=True, timeout=120,
             )
             if fmt.returncode != 0:
@@ -238,3 +334,81 @@ class LocalBroker:
 
 class _PortInUse(Exception):
     pass
+
+
+# Internal topics and hookstream's own topics can survive one broker loss with acks=all.
+CLUSTER_OVERRIDES = {
+    "default.replication.factor": "3",
+    "min.insync.replicas": "2",
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "share.coordinator.state.topic.replication.factor": "3",
+    "share.coordinator.state.topic.min.isr": "2",
+    "unclean.leader.election.enable": "false",
+    # a killed broker is fenced (and leaves every ISR, its partitions get new leaders) within ~3 s, not 9 s
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
+}
+
+
+@dataclass
+class LocalCluster:
+    """`nodes` combined broker+controller KRaft nodes on 127.0.0.1 with a static controller quorum."""
+
+    nodes: int = 3
+    data_dir: Path | None = None
+    heap: str = "384m"
+    brokers: list[LocalBroker] = field(default_factory=list, init=False)
+    _owns_dir: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def broker(self, node_id: int) -> LocalBroker:
+        return self.brokers[node_id - 1]
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> str:
+        """Format every node with one cluster id, start them all, return once each one serves clients."""
+        if self.nodes < 1:
+            raise BrokerError("a cluster needs at least one node")
+        libs = resolve_jars()
+        self.data_dir, created = _data_dir(self.data_dir, "hookstream-kafka-cluster-")
+        self._owns_dir = self._owns_dir or created
+        state = self.data_dir / "hookstream-cluster.json"
+        remembered = _remembered(state)
+        cluster_id = remembered.get("cluster_id") or _cluster_id()
+        ports = remembered.get("ports") or [[free_port(), free_port()] for _ in range(self.nodes)]
+        if len(ports) != self.nodes:
+            raise BrokerError(f"{self.data_dir} holds a {len(ports)}-node cluster, not {self.nodes}")
+        voters = ",".join(f"{i + 1}@127.0.0.1:{cport}" for i, (_, cport) in enumerate(ports))
+        overrides = CLUSTER_OVERRIDES if self.nodes >= 3 else {}
+        self.brokers = [
+            LocalBroker(data_dir=self.data_dir / f"node-{i + 1}", port=port, controller_port=cport, heap=self.heap,
+                        node_id=i + 1, voters=voters, cluster_id=cluster_id, overrides=dict(overrides))
+            for i, (port, cport) in enumerate(ports)
+        ]
+        state.write_text(json.dumps({"cluster_id": cluster_id, "ports": ports}))
+        try:
+            for broker in self.brokers:  # a quorum is needed before any node unfences: launch all, then wait
+                broker.data_dir.mkdir(parents=True, exist_ok=True)
+                broker._launch(libs)
+            for broker in self.brokers:
+                broker._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        for broker in self.brokers:
+            broker.stop(timeout)
+
+    def remove(self) -> None:
+        self.stop()
+        if self._owns_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def alive(self) -> bool:
+        return all(b._proc is not None and b._proc.poll() is None for b in self.brokers)

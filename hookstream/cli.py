@@ -127,32 +127,57 @@ def kafka() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Keep the broker's data here (reused across runs). Default: a temporary directory.")
 @click.option("--port", type=int, default=None, help="PLAINTEXT port on 127.0.0.1. Default: a free port.")
-@click.option("--heap", default="512m", show_default=True, help="JVM maximum heap.")
-def kafka_run(data_dir: Path | None, port: int | None, heap: str) -> None:
-    """Fetch the Kafka jars with mvn (once), format storage, run the broker in the foreground.
+@click.option("--nodes", type=click.IntRange(1, 9), default=1, show_default=True,
+              help="Brokers: 3 starts a KRaft cluster (static quorum, replication 3, min.insync.replicas 2).")
+@click.option("--heap", default=None, help="JVM maximum heap per node. Default: 512m, 384m in a cluster.")
+def kafka_run(data_dir: Path | None, port: int | None, nodes: int, heap: str | None) -> None:
+    """Fetch the Kafka jars with mvn (once), format storage, run the broker(s) in the foreground.
 
-    Prints the bootstrap address once the broker answers client calls. Ctrl-C or SIGTERM stops it.
+    Prints the bootstrap address once the brokers answer client calls. Ctrl-C or SIGTERM stops them.
     """
-    from hookstream.broker import BrokerError, LocalBroker
+    from hookstream.broker import BrokerError, LocalBroker, LocalCluster
 
-    broker = LocalBroker(data_dir=data_dir, port=port, heap=heap)
+    if nodes > 1 and port is not None:
+        raise click.UsageError("--port applies to one node; a cluster picks free ports (kept with --data-dir)")
+    runner: LocalBroker | LocalCluster = (
+        LocalCluster(nodes=nodes, data_dir=data_dir, heap=heap or "384m") if nodes > 1
+        else LocalBroker(data_dir=data_dir, port=port, heap=heap or "512m")
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        bootstrap = broker.start()
+        bootstrap = runner.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"kafka ready: bootstrap={bootstrap} pid={broker.pid} data_dir={broker.data_dir}", err=False)
+    members = runner.brokers if isinstance(runner, LocalCluster) else [runner]
+    pids = ",".join(str(b.pid) for b in members)
+    click.echo(f"kafka ready: bootstrap={bootstrap} pid={pids} data_dir={runner.data_dir}", err=False)
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):
-            if broker._proc is None or broker._proc.poll() is not None:
-                raise click.ClickException(f"broker exited; see {broker.log_path}")
+            for broker in members:
+                if broker._proc is None or broker._proc.poll() is not None:
+                    raise click.ClickException(f"broker exited; see {broker.log_path}")
     except KeyboardInterrupt:
         pass
     finally:
-        broker.stop() if data_dir else broker.remove()
+        runner.stop() if data_dir else runner.remove()
         click.echo("kafka stopped")
+
+
+@kafka.command("check")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Give up after this many seconds.")
+def kafka_check(timeout: float) -> None:
+    """Connect with HOOKSTREAM_KAFKA_* (TLS/SASL included) and describe the cluster; one line either way."""
+    from hookstream.kafka import KafkaUnavailable, check_connection
+
+    settings = get_settings()
+    try:
+        brokers = check_connection(settings, timeout)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"kafka ok: {brokers} broker(s) at {settings.kafka_bootstrap} "
+               f"({settings.kafka_security_protocol})")
 
 
 @kafka.command("jars")
@@ -176,9 +201,13 @@ def topics() -> None:
 @click.option("--partitions", type=int, default=None, help="Default: HOOKSTREAM_TOPIC_PARTITIONS (6).")
 @click.option("--replication-factor", type=int, default=None,
               help="Default: HOOKSTREAM_TOPIC_REPLICATION_FACTOR (1).")
+@click.option("--min-insync-replicas", type=int, default=None,
+              help="min.insync.replicas of new topics. Default: HOOKSTREAM_TOPIC_MIN_INSYNC_REPLICAS "
+                   "(unset: the broker's default).")
 @click.option("--processor", "processors", multiple=True,
               help="Also create this processor's dead-letter topic (repeatable).")
-def topics_create(partitions: int | None, replication_factor: int | None, processors: tuple[str, ...]) -> None:
+def topics_create(partitions: int | None, replication_factor: int | None, min_insync_replicas: int | None,
+                  processors: tuple[str, ...]) -> None:
     """Create every routed topic (plus unrouted, quarantine, dead-letter topics). Idempotent."""
     from kafka.errors import KafkaError
 
@@ -186,10 +215,12 @@ def topics_create(partitions: int | None, replication_factor: int | None, proces
     from hookstream.schemas.routing import DLQ_PARTITIONS, TOPICS, dlq_topic
 
     try:
-        result = ensure_topics(get_settings(), list(TOPICS), partitions, replication_factor)
+        result = ensure_topics(get_settings(), list(TOPICS), partitions, replication_factor, min_insync_replicas)
         if processors:
             result |= ensure_topics(get_settings(), [dlq_topic(p) for p in processors], DLQ_PARTITIONS,
-                                    replication_factor)
+                                    replication_factor, min_insync_replicas)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     except KafkaError as exc:
         raise click.ClickException(f"Kafka at {get_settings().kafka_bootstrap}: {exc}") from None
     for topic, state in sorted(result.items()):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import ssl
+import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from hookstream.logs import register_secrets
 from hookstream.settings import Settings
 
 
@@ -17,11 +21,103 @@ def _client_id(settings: Settings, role: str) -> str:
     return f"{settings.kafka_client_id}-{role}-{socket.gethostname()}-{os.getpid()}"
 
 
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security: the part of every client's config that says how to reach the brokers.
+
+    Settings already refused a bad combination (`kafka_security_problem`), so this only maps names.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None
+        config |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    if settings.kafka_security_protocol.endswith("SSL"):
+        config["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        for key, value in (("ssl_cafile", settings.kafka_ssl_cafile), ("ssl_certfile", settings.kafka_ssl_certfile),
+                           ("ssl_keyfile", settings.kafka_ssl_keyfile)):
+            if value:
+                config[key] = str(value)
+        if settings.kafka_ssl_key_password:
+            config["ssl_password"] = settings.kafka_ssl_key_password.get_secret_value()
+    register_secrets(s.get_secret_value() for s in (settings.kafka_sasl_password, settings.kafka_ssl_key_password)
+                     if s is not None)
+    return config
+
+
+class KafkaUnavailable(RuntimeError):
+    """The brokers cannot be used with these settings; str() is one line saying which step failed and why."""
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_certfile:
+        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None
+        context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile), password)
+    return context
+
+
+def _reach(settings: Settings, deadline: float) -> None:
+    """TCP, then TLS when configured, to the first bootstrap server that answers; raise with the last reason."""
+    reason = "no bootstrap servers"
+    for server in settings.kafka_bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=max(0.5, deadline - time.monotonic())) as sock:
+                if settings.kafka_security_protocol.endswith("SSL"):
+                    with _tls_context(settings).wrap_socket(sock, server_hostname=host):
+                        pass
+            return
+        except ssl.SSLError as exc:
+            reason = f"TLS handshake with {server} failed: {getattr(exc, 'verify_message', None) or exc.reason}"
+        except (OSError, ValueError) as exc:
+            reason = f"cannot connect to {server}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    raise KafkaUnavailable(reason)
+
+
+def check_connection(settings: Settings, timeout: float = 10.0) -> int:
+    """Reach the brokers as every client does (TCP, TLS, SASL) and describe the cluster, within `timeout`.
+
+    Returns the number of brokers; raises KafkaUnavailable with one line naming the failed step. Meant for
+    start-up checks and readiness probes: kafka-python itself retries a refused login or an untrusted
+    certificate until its own timeout and then says only "Unable to bootstrap".
+    """
+    deadline = time.monotonic() + timeout
+    _reach(settings, deadline)
+    quiet = logging.getLogger("kafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the one line below replaces kafka-python's retry chatter
+    try:
+        left_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+        admin = make_admin(settings, request_timeout_ms=left_ms, bootstrap_timeout_ms=left_ms)
+        try:
+            return len(admin.describe_cluster()["brokers"])
+        finally:
+            admin.close()
+    except Exception as exc:  # noqa: BLE001 - any client failure is reported as one line
+        where = f"{settings.kafka_security_protocol} {settings.kafka_bootstrap}"
+        if settings.kafka_security_protocol.startswith("SASL_"):
+            raise KafkaUnavailable(
+                f"{where}: connected, but SASL {settings.kafka_sasl_mechanism} login as "
+                f"{settings.kafka_sasl_username!r} did not succeed within {timeout:g}s "
+                "(check HOOKSTREAM_KAFKA_SASL_USERNAME/PASSWORD/MECHANISM)"
+            ) from None
+        raise KafkaUnavailable(f"{where}: no broker answered within {timeout:g}s ({type(exc).__name__})") from None
+    finally:
+        quiet.setLevel(level)
+
+
 def make_producer(settings: Settings, role: str = "producer", **overrides: Any) -> KafkaProducer:
     """A durable producer: acks=all, idempotent, bounded waits (never unbounded blocking)."""
     timeout_ms = int(settings.delivery_timeout_s * 1000)
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        **connection_config(settings),
         "client_id": _client_id(settings, role),
         "acks": "all",
         "enable_idempotence": True,
@@ -45,7 +141,7 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
 def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **overrides: Any) -> KafkaConsumer:
     """A consumer that never auto-commits: offsets are committed after the effect."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        **connection_config(settings),
         "client_id": _client_id(settings, role),
         "group_id": group_id,
         "enable_auto_commit": False,
@@ -65,7 +161,7 @@ def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **o
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
     """An admin client with short timeouts."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        **connection_config(settings),
         "client_id": _client_id(settings, "admin"),
         "request_timeout_ms": 15000,
     }
@@ -74,7 +170,8 @@ def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
 
 
 def ensure_topics(
-    settings: Settings, names: list[str], partitions: int | None = None, replication: int | None = None
+    settings: Settings, names: list[str], partitions: int | None = None, replication: int | None = None,
+    min_insync: int | None = None,
 ) -> dict[str, str]:
     """Create the physical topics for logical `names`; existing ones are left alone.
 
@@ -82,6 +179,11 @@ def ensure_topics(
     """
     partitions = partitions or settings.topic_partitions
     replication = replication or settings.topic_replication_factor
+    min_insync = min_insync or settings.topic_min_insync_replicas
+    if min_insync and min_insync > replication:
+        raise ValueError(f"min.insync.replicas={min_insync} exceeds replication factor {replication}: "
+                         "no write could ever be acknowledged")
+    configs = {"min.insync.replicas": str(min_insync)} if min_insync else {}
     wanted = {settings.topic(n) for n in names}
     admin = make_admin(settings)
     try:
@@ -90,7 +192,7 @@ def ensure_topics(
         missing = sorted(wanted - existing)
         for topic in missing:
             try:
-                admin.create_topics([NewTopic(topic, partitions, replication)])
+                admin.create_topics([NewTopic(topic, partitions, replication, topic_configs=configs)])
                 result[topic] = "created"
             except TopicAlreadyExistsError:
                 result[topic] = "exists"

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -48,14 +48,33 @@ def check_database_url(value: str) -> str:
 class Settings(BaseSettings):
     """All configuration. Field `foo_bar` is read from `HOOKSTREAM_FOO_BAR`."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # hide_input_in_errors: a model-level error (the Kafka security check) would otherwise print every input,
+    # passwords included
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     # --- Kafka -----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     topic_prefix: str = Field("", description="Prepended to every topic name (tenancy, test isolation).")
     topic_partitions: int = Field(6, ge=1, description="Partitions for `hookstream topics create`.")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor for `topics create`.")
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of topics `topics create` makes (unset: the broker's default)."
+    )
     kafka_client_id: str = Field("hookstream", description="Kafka client.id prefix.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (required with SASL_*): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    kafka_ssl_cafile: Path | None = Field(None, description="PEM CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM client private key (mTLS).")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted client key.")
+    kafka_ssl_check_hostname: bool = Field(True, description="Verify the broker certificate's host name.")
 
     # --- Receiver --------------------------------------------------------------------------
     webhook_keys: Annotated[list[SecretStr], NoDecode] = Field(
@@ -145,6 +164,13 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return check_database_url(value)
 
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        problem = kafka_security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     def to_env(self) -> dict[str, str]:
         """The HOOKSTREAM_* environment that reproduces these settings in a child process."""
         env: dict[str, str] = {}
@@ -173,7 +199,7 @@ _EXPECTED = {
     "decimal_parsing": "a number",
     "bool_parsing": "true or false",
 }
-_SECRET_FIELDS = frozenset({"api_key", "webhook_keys"})
+_SECRET_FIELDS = frozenset({"api_key", "webhook_keys", "kafka_sasl_password", "kafka_ssl_key_password"})
 
 
 def _shown(field: str, value: object) -> str:
@@ -201,8 +227,39 @@ def describe(error: ValidationError) -> str:
             problem = str(ctx.get("error", err["msg"]))
         else:
             problem = err["msg"]
+        if not err["loc"]:  # a model-level check (Kafka security) names its variables itself
+            parts.append(problem)
+            continue
         parts.append(f"{ENV_PREFIX}{field.upper()}={_shown(field, err.get('input'))}: {problem}")
     return "; ".join(parts)
+
+def kafka_security_problem(s: Settings) -> str | None:
+    """One line saying what is wrong with the HOOKSTREAM_KAFKA_* security combination, or None."""
+    protocol = s.kafka_security_protocol
+    sasl, ssl = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if sasl:
+        missing = [name for name, value in (("HOOKSTREAM_KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+                                            ("HOOKSTREAM_KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+                                            ("HOOKSTREAM_KAFKA_SASL_PASSWORD", s.kafka_sasl_password))
+                   if not value]
+        if missing:
+            return f"HOOKSTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}"
+    elif s.kafka_sasl_mechanism or s.kafka_sasl_username or s.kafka_sasl_password:
+        return (f"HOOKSTREAM_KAFKA_SASL_* is set but HOOKSTREAM_KAFKA_SECURITY_PROTOCOL={protocol}; "
+                "use SASL_SSL (or SASL_PLAINTEXT)")
+    tls_files = (("HOOKSTREAM_KAFKA_SSL_CAFILE", s.kafka_ssl_cafile),
+                 ("HOOKSTREAM_KAFKA_SSL_CERTFILE", s.kafka_ssl_certfile),
+                 ("HOOKSTREAM_KAFKA_SSL_KEYFILE", s.kafka_ssl_keyfile))
+    if not ssl and any(value for _, value in tls_files):
+        return (f"HOOKSTREAM_KAFKA_SSL_* is set but HOOKSTREAM_KAFKA_SECURITY_PROTOCOL={protocol}; "
+                "use SSL or SASL_SSL")
+    if bool(s.kafka_ssl_certfile) != bool(s.kafka_ssl_keyfile):
+        return ("HOOKSTREAM_KAFKA_SSL_CERTFILE and HOOKSTREAM_KAFKA_SSL_KEYFILE go together "
+                "(client certificate and its key)")
+    for name, value in tls_files:
+        if value and not Path(value).is_file():
+            return f"{name}={value}: no such file"
+    return None
 
 
 @lru_cache(maxsize=1)

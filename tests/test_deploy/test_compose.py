@@ -42,3 +42,13 @@ def test_compose_runs_kafka_postgres_monitoring_and_every_hookstream_role():
             if volume["type"] == "bind":
                 # `config` resolves bind sources to absolute paths next to the compose file.
                 assert Path(volume["source"]).exists(), f"{name}: {volume['source']} is not in the repository"
+
+
+def test_the_compose_receiver_decides_authorizations_with_the_ledger_policy():
+    result = run([tool("docker-compose"), "-f", str(COMPOSE), "config", "--format", "json"])
+    assert result.returncode == 0, result.stderr
+    receiver = yaml.safe_load(result.stdout)["services"]["receiver"]
+    env = receiver["environment"]
+    assert env["HOOKSTREAM_AUTHORIZATION_POLICY"] == "hookstream.ingest.policy:ledger_policy"
+    assert env["HOOKSTREAM_DATABASE_URL"].startswith("postgresql+psycopg://")  # the ledger the policy reads
+    assert "migrate" in receiver["depends_on"]  # the schema exists before the first authorization

@@ -57,8 +57,25 @@ def keda_schema() -> dict:
     return _strict(version["schema"]["openAPIV3Schema"])
 
 
+# KEDA's TriggerAuthentication (keda.sh/v1alpha1), only the part deploy/ uses, as strict as the rest:
+# spec.secretTargetRef[] = {parameter, name, key}, all required (KEDA's CRD field names).
+TRIGGER_AUTHENTICATION_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "TriggerAuthentication"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["secretTargetRef"], "properties": {
+            "secretTargetRef": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "required": ["parameter", "name", "key"],
+                "properties": {k: {"type": "string", "minLength": 1} for k in ("parameter", "name", "key")}}}}},
+    },
+}
+
+
 def _validate(obj: dict, keda_schema: dict, version: str) -> None:
-    if obj["apiVersion"] == "keda.sh/v1alpha1":
+    if obj["kind"] == "TriggerAuthentication":
+        jsonschema.validate(obj, TRIGGER_AUTHENTICATION_SCHEMA)
+    elif obj["apiVersion"] == "keda.sh/v1alpha1":
         jsonschema.validate(obj, keda_schema)
     else:
         kubernetes_validate.validate(obj, version, strict=True)
@@ -94,6 +111,10 @@ def test_validators_refuse_broken_objects(base, keda_schema):
     scaled["spec"]["maxReplicas"] = 6
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(scaled, keda_schema)
+    auth = copy.deepcopy(by_kind(base, "TriggerAuthentication")["hookstream-kafka"])
+    auth["spec"]["secretTargetRef"][0]["secret"] = auth["spec"]["secretTargetRef"][0].pop("name")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(auth, TRIGGER_AUTHENTICATION_SCHEMA)
 
 
 def test_every_processor_has_a_deployment_and_a_lag_scaler_bounded_by_partitions(base):
@@ -122,12 +143,15 @@ def test_every_processor_has_a_deployment_and_a_lag_scaler_bounded_by_partitions
         assert container["envFrom"] == [{"configMapRef": {"name": "hookstream-settings"}}]
 
 
-def _containers(objects: list[dict]):
+def _containers(objects: list[dict], kinds: tuple[str, ...] = ("Deployment", "StatefulSet")):
     for obj in objects:
-        if obj["kind"] in ("Deployment", "StatefulSet"):
+        if obj["kind"] in kinds:
             pod = obj["spec"]["template"]["spec"]
-            for container in pod["containers"]:
+            for container in pod.get("initContainers", []) + pod["containers"]:
                 yield obj, pod, container
+
+
+ALL_PODS = ("Deployment", "StatefulSet", "Job")
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -155,7 +179,7 @@ def test_probes_hit_the_endpoints_each_role_serves_on_the_port_it_listens_on(ren
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_pods_run_restricted_with_requests_and_limits(rendered, path):
-    for obj, pod, container in _containers(rendered[path]):
+    for obj, pod, container in _containers(rendered[path], ALL_PODS):
         name = obj["metadata"]["name"]
         sc = pod["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] == DOCKER_UID, name
@@ -178,10 +202,11 @@ def test_settings_come_from_the_configmap_and_secrets_from_secret_references(bas
     config = by_kind(base, "ConfigMap")["hookstream-settings"]["data"]
     unknown = set(config) - fields
     assert not unknown, f"ConfigMap keys that are no setting: {unknown}"
-    secret_settings = {"HOOKSTREAM_WEBHOOK_KEYS", "HOOKSTREAM_API_KEY", "HOOKSTREAM_DATABASE_URL"}
+    secret_settings = {"HOOKSTREAM_WEBHOOK_KEYS", "HOOKSTREAM_API_KEY", "HOOKSTREAM_DATABASE_URL",
+                       "HOOKSTREAM_KAFKA_SASL_USERNAME", "HOOKSTREAM_KAFKA_SASL_PASSWORD"}
     assert not secret_settings & set(config), "secrets must not be in the ConfigMap"
     referenced = set()
-    for obj, _, container in _containers(base):
+    for obj, _, container in _containers(base, ALL_PODS):
         for env in container.get("env", []):
             assert env["name"] in fields, env["name"]
             assert "value" not in env, f"{obj['metadata']['name']}: literal value for {env['name']}"
@@ -237,7 +262,7 @@ def container_commands() -> list[list[str]]:
 
     out = []
     for path in KUSTOMIZATIONS:
-        out += [c["args"] for _, _, c in _containers(render(path))]
+        out += [c["args"] for _, _, c in _containers(render(path), ALL_PODS)]
     compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
     out += [s["command"] for s in compose["services"].values() if s.get("image", "").startswith("hookstream")]
     dockerfile = (REPO / "deploy/docker/Dockerfile").read_text()
@@ -253,3 +278,134 @@ def test_every_deployed_command_line_is_accepted_by_the_hookstream_cli():
             _parse_with_cli(args)
         except click.UsageError as exc:
             pytest.fail(f"`hookstream {' '.join(args)}`: {exc}")
+
+
+def _effective_env(objects: list[dict], container: dict) -> dict[str, str]:
+    """The container's environment as Kubernetes builds it: envFrom ConfigMaps, then env (secrets as <ref>)."""
+    configmaps = by_kind(objects, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env |= configmaps[source["configMapRef"]["name"]]["data"]
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        env[item["name"]] = f"<{ref['name']}/{ref['key']}>" if ref else item["value"]
+    return env
+
+
+def _receiver_settings(objects: list[dict]) -> Settings:
+    (container,) = [c for _, _, c in _containers(objects) if c["args"][0] == "ingest"]
+    env = _effective_env(objects, container)
+    values = {k.removeprefix("HOOKSTREAM_").lower(): v for k, v in env.items()}
+    return Settings(**values)
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_the_deployed_receiver_decides_authorizations_with_the_ledger_policy(rendered, path):
+    import importlib
+
+    from hookstream.ingest.policy import ledger_policy
+
+    settings = _receiver_settings(rendered[path])
+    assert settings.authorization_policy == "hookstream.ingest.policy:ledger_policy"
+    module, _, attr = settings.authorization_policy.partition(":")
+    assert getattr(importlib.import_module(module), attr) is ledger_policy
+    assert settings.database_url == "<hookstream-secrets/database-url>"  # the policy's ledger
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_every_pod_reaches_kafka_with_tls_and_sasl_from_the_secret(rendered, path):
+    objects = rendered[path]
+    pods = 0
+    for obj, _, container in _containers(objects, ALL_PODS):
+        if container["args"][:2] == ["db", "upgrade"]:
+            continue  # the schema step never talks to Kafka
+        env = _effective_env(objects, container)
+        assert env["HOOKSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", obj["metadata"]["name"]
+        assert env["HOOKSTREAM_KAFKA_SASL_USERNAME"] == "<hookstream-secrets/kafka-sasl-username>"
+        assert env["HOOKSTREAM_KAFKA_SASL_PASSWORD"] == "<hookstream-secrets/kafka-sasl-password>"
+        pods += 1
+    assert pods == 1 + len(PROCESSORS) + 1  # receiver, processors, topics-create
+
+
+def test_keda_scalers_use_the_processors_groups_topics_and_kafka_credentials(base):
+    from hookstream.processors.runtime import group_id
+
+    config = by_kind(base, "ConfigMap")["hookstream-settings"]["data"]
+    settings = Settings(**{k.removeprefix("HOOKSTREAM_").lower(): v for k, v in config.items()
+                           if not k.startswith("HOOKSTREAM_KAFKA_S")})
+    keda_sasl = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+    (auth,) = by_kind(base, "TriggerAuthentication").values()
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {"username": ("hookstream-secrets", "kafka-sasl-username"),
+                    "password": ("hookstream-secrets", "kafka-sasl-password")}
+    for name in PROCESSORS:
+        (trigger,) = by_kind(base, "ScaledObject")[f"hookstream-processor-{name}"]["spec"]["triggers"]
+        meta = trigger["metadata"]
+        assert meta["consumerGroup"] == group_id(name, settings)  # follows HOOKSTREAM_TOPIC_PREFIX
+        assert meta["topic"] == settings.topic(PROCESSOR_TOPICS[name])
+        assert meta["sasl"] == keda_sasl[config["HOOKSTREAM_KAFKA_SASL_MECHANISM"]]
+        assert meta["tls"] == ("enable" if config["HOOKSTREAM_KAFKA_SECURITY_PROTOCOL"].endswith("SSL")
+                               else "disable")
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+
+
+def test_keda_consumer_group_check_catches_a_prefix_change(base):
+    """A prefixed deployment whose ScaledObjects were not changed would scale on a group nobody uses."""
+    from hookstream.processors.runtime import group_id
+
+    prefixed = Settings(topic_prefix="tenant-a.")
+    (trigger,) = by_kind(base, "ScaledObject")["hookstream-processor-cards"]["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] != group_id("cards", prefixed)
+
+
+def test_setup_job_upgrades_the_ledger_then_creates_replicated_topics(base):
+    job = by_kind(base, "Job")["hookstream-setup"]
+    pod = job["spec"]["template"]["spec"]
+    assert [c["args"][:2] for c in pod["initContainers"]] == [["db", "upgrade"]]
+    (topics,) = pod["containers"]
+    assert topics["args"][:2] == ["topics", "create"]
+    dlq = [topics["args"][i + 1] for i, a in enumerate(topics["args"]) if a == "--processor"]
+    assert sorted(dlq) == sorted(PROCESSORS)
+    assert pod["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] >= 1
+    config = by_kind(base, "ConfigMap")["hookstream-settings"]["data"]
+    assert int(config["HOOKSTREAM_TOPIC_REPLICATION_FACTOR"]) == 3
+    assert int(config["HOOKSTREAM_TOPIC_MIN_INSYNC_REPLICAS"]) == 2
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_everything_lives_in_the_hookstream_namespace(rendered, path):
+    objects = rendered[path]
+    (namespace,) = by_kind(objects, "Namespace").values()
+    assert namespace["metadata"]["name"] == "hookstream"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == "hookstream", (obj["kind"], obj["metadata"]["name"])
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_network_policies_deny_by_default_and_open_only_each_roles_port(rendered, path):
+    objects = rendered[path]
+    policies = by_kind(objects, "NetworkPolicy")
+
+    def selects(policy: dict, labels: dict) -> bool:
+        return policy["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+
+    deny = policies["hookstream-default-deny"]
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    egress_ports = {(p["protocol"], p["port"], p.get("endPort", p["port"]))
+                    for rule in policies["hookstream-egress"]["spec"]["egress"] for p in rule["ports"]}
+    assert ("UDP", 53, 53) in egress_ports and ("TCP", 5432, 5432) in egress_ports
+    bootstrap_port = int(by_kind(objects, "ConfigMap")["hookstream-settings"]["data"]
+                         ["HOOKSTREAM_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    assert any(lo <= bootstrap_port <= hi for proto, lo, hi in egress_ports if proto == "TCP")
+    for obj, pod, container in _containers(objects, ALL_PODS):
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert selects(deny, labels) and selects(policies["hookstream-egress"], labels), obj["metadata"]["name"]
+        opened = [p for p in policies.values() if "ingress" in p["spec"] and selects(p, labels)]
+        ports = {port["port"] for p in opened for rule in p["spec"]["ingress"] for port in rule["ports"]}
+        named = {p["name"] for p in container.get("ports", [])}
+        assert ports <= named, (obj["metadata"]["name"], ports, named)  # only ports the pod serves
+        if container["args"][0] in ("ingest", "process"):
+            assert ports == {"http"}, obj["metadata"]["name"]

@@ -7,6 +7,7 @@ import socket
 import time
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 
@@ -37,6 +38,7 @@ def _send(client: httpx.Client, url: str, case: Case) -> int:
     return client.post(url, content=case.body, headers=headers).status_code
 
 
+@pytest.mark.timeout(300 + CASES // 4)  # ~0.1 s a case on a busy 2-core machine, with margin
 def test_hostile_requests_get_no_5xx_lose_no_authentic_body_and_publish_nothing_unauthenticated(
     settings, fuzz_receiver, all_records
 ):

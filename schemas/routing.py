@@ -122,7 +122,8 @@ def is_secret_operation_id(envelope: Envelope) -> bool:
     if envelope.event_type in SECRET_OPERATION_IDS or "3ds" in envelope.event_type.split("_"):
         return True
     op = envelope.operation_id.strip()
-    return any(isinstance(v, str) and v.strip() == op for v in map(envelope.data.get, SECRET_DATA_FIELDS))
+    values = (envelope.data.get(name) for name in SECRET_DATA_FIELDS)
+    return any(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() == op for v in values)
 
 
 def loggable_operation_id(envelope: Envelope) -> str:

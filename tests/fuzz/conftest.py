@@ -44,6 +44,7 @@ class Watch:
     canary_failures: list[str] = field(default_factory=list)
     canary_slowest: float = 0.0
     canary_bodies: list[bytes] = field(default_factory=list)
+    slow_windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic (start, end)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _probe_loop(self) -> None:
@@ -59,6 +60,7 @@ class Watch:
                 self.probe_slowest = max(self.probe_slowest, seconds)
                 if status != 200 or seconds >= PROBE_DEADLINE_S:
                     self.probe_failures.append(f"/healthz {status} in {seconds:.3f}s")
+                    self.slow_windows.append((time.monotonic() - seconds, time.monotonic()))
 
     def _canary_loop(self) -> None:
         headers = {"content-type": "application/json", "X-Webhook-Key": KEY}
@@ -79,6 +81,7 @@ class Watch:
                 self.canary_slowest = max(self.canary_slowest, seconds)
                 if not ok or seconds >= PLATFORM_DEADLINE_S:
                     self.canary_failures.append(f"authorization {status} in {seconds:.3f}s")
+                    self.slow_windows.append((time.monotonic() - seconds, time.monotonic()))
 
     def __enter__(self) -> Watch:
         self._threads = [threading.Thread(target=t, daemon=True) for t in (self._probe_loop, self._canary_loop)]

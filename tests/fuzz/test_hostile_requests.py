@@ -45,6 +45,7 @@ def test_hostile_requests_get_no_5xx_lose_no_authentic_body_and_publish_nothing_
     receiver = fuzz_receiver
     limit = settings.max_body_bytes
     outcomes: list[tuple[Case, int]] = []
+    timeline: list[tuple[float, float, int, int, int]] = []  # start, end, status, body bytes, header bytes
     client = httpx.Client(timeout=30)
     rss_start = rss_bytes(receiver.proc.pid)
 
@@ -58,7 +59,9 @@ def test_hostile_requests_get_no_5xx_lose_no_authentic_body_and_publish_nothing_
     @example(Case(past_limit, [], False))
     @example(Case(at_limit, key + [("X-Trace-Id", "t" * 2**20)], True))
     def one_request(case: Case) -> None:
+        started = time.monotonic()
         status = _send(client, receiver.url, case)
+        timeline.append((started, time.monotonic(), status, len(case.body), sum(len(v) for _, v in case.headers)))
         outcomes.append((case, status))
         assert status in NOT_5XX, f"{status} for {case.body[:200]!r} {[(k, v[:40]) for k, v in case.headers]}"
         if case.authentic is False:
@@ -80,6 +83,9 @@ def test_hostile_requests_get_no_5xx_lose_no_authentic_body_and_publish_nothing_
     missing = kept - records
     assert not missing, f"{len(missing)} answered bodies not on Kafka, e.g. {sorted(missing)[:3]!r}"
     assert not (refused & records), "a refused (401/413) body was published"
+    in_flight = [t for t in timeline for start, end in watch.slow_windows if t[0] < end and t[1] > start]
+    print(f"fuzz: slow windows {watch.slow_windows}, requests in flight then (start, end, status, body, "
+          f"headers): {in_flight[:20]}, slowest request {max(t[1] - t[0] for t in timeline):.3f}s")
     watch.assert_kept_promises()
     assert rss_growth < RSS_GROWTH_BOUND, f"receiver RSS grew {rss_growth / 2**20:.0f} MiB"
 

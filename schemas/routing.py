@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hookstream.schemas import events
-from hookstream.schemas.headers import fit
 from hookstream.schemas.envelope import Envelope, EnvelopeError, safe_errors
+from hookstream.schemas.headers import fit
 
 CARDS_TRANSACTIONS = "cryptomate.cards.transactions"
 CARDS_3DS = "cryptomate.cards.3ds"

@@ -22,7 +22,8 @@ def test_schemathesis_finds_no_server_error_or_undocumented_answer(settings, fuz
                "--checks", CHECKS, "--max-examples", str(max(CASES // 3, 50)), "--workers", "2",
                "--seed", "15", "--request-timeout", "30", "--report", "json", "--report-json-path", str(report)]
     with Watch(receiver) as watch:
-        run = subprocess.run(command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        run = subprocess.run(command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+                             cwd=tmp_path)  # schemathesis keeps a .schemathesis/ cache in its working directory
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     summary = json.loads(report.read_text())
     assert summary["complete"] and summary["failures"] == [] and summary["test_cases"]["generated"] > 0

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from hookstream import metrics
 from hookstream.ingest.authorization import Decider, load_policy
 from hookstream.ingest.forwarder import forward_once, run_forwarder
+from hookstream.ingest.openapi import openapi_route
 from hookstream.ingest.publisher import Publisher
 from hookstream.ingest.receiver import Receiver
 from hookstream.ingest.spool import Spool
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_route(settings, WEBHOOK_PATH), methods=["GET"]),
         ],
         lifespan=lifespan,
     )

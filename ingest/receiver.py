@@ -84,10 +84,10 @@ class Receiver:
         received_at = str(int(time.time() * 1000)).encode()
         base: Headers = [(h.RECEIVED_AT, received_at)]
         if request_ts is not None:
-            base.append((h.REQUEST_TIMESTAMP, request_ts.encode()))
+            base.append((h.REQUEST_TIMESTAMP, h.fit(request_ts.encode())))
         trace = hdrs.get("x-trace-id")
         if trace is not None:
-            base.append((h.TRACE_ID, trace.encode()))
+            base.append((h.TRACE_ID, h.fit(trace.encode())))
 
         try:
             envelope = parse_envelope(body)

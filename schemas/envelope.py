@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+
+# Enum-like envelope fields: the longest documented value is 30 characters.
+MAX_NAME_CHARS = 128
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def canonical_name(value: str) -> str:
+    """The one spelling of a product/event type/status: lower case, separators folded to "_".
+
+    "NOTIFICATION_3DS_AUTHORIZATION", "notification-3ds-authorization" and "Notification 3DS
+    Authorization" are one event type, so they route (and are redacted) alike.
+    """
+    return _SEPARATORS.sub("_", value.lower()).strip("_")
 
 
 class EnvelopeError(ValueError):
@@ -57,7 +72,9 @@ class Envelope(BaseModel):
     def _lower(cls, value: Any) -> Any:
         # The platform has sent both "CARDS"/"AUTHORIZATION" and "cards"/"authorization".
         if isinstance(value, str):
-            value = value.strip().lower()
+            if len(value) > MAX_NAME_CHARS:
+                raise ValueError(f"longer than {MAX_NAME_CHARS} characters")
+            value = canonical_name(value)
             if not value:
                 raise ValueError("must not be empty")
         return value

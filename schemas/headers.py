@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 GENERATION = "hs-generation"
 PRODUCT = "hs-product"
 EVENT_TYPE = "hs-event-type"
@@ -31,6 +33,21 @@ ATTEMPTS = "hs-attempts"
 PROCESSOR = "hs-processor"
 DEAD_LETTERED_AT = "hs-dead-lettered-at"
 REPLAY_COUNT = "hs-replay-count"
+
+
+# A header value taken from the request (trace id, timestamp, ids) never exceeds this: the record
+# must stay under the producer's max.request.size (1 MiB) whatever the sender puts in metadata.
+MAX_VALUE_BYTES = 512
+_DIGEST_BYTES = 32  # hex characters of sha256 kept after a cut, so cut values stay distinct
+
+
+def fit(value: bytes, limit: int = MAX_VALUE_BYTES) -> bytes:
+    """`value`, or for a longer one its head + "~" + a digest of the whole (bounded, still unique)."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value).hexdigest()[:_DIGEST_BYTES].encode()
+    head = value[: limit - _DIGEST_BYTES - 1].decode("utf-8", "ignore").encode()  # whole characters only
+    return head + b"~" + digest
 
 
 def to_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

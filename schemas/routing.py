@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from hookstream.schemas import events
 from hookstream.schemas.envelope import Envelope, EnvelopeError, safe_errors
+from hookstream.schemas.headers import fit
 
 CARDS_TRANSACTIONS = "cryptomate.cards.transactions"
 CARDS_3DS = "cryptomate.cards.3ds"
@@ -68,6 +69,8 @@ TOPICS: tuple[str, ...] = (
 
 # Events whose operation_id is the 3DS code itself (platform reference §4.2): never logged as is.
 SECRET_OPERATION_IDS: frozenset[str] = frozenset({"notification_3ds_authorization"})
+# `data` fields whose value is a secret: an operation_id equal to one of them is that secret.
+SECRET_DATA_FIELDS: tuple[str, ...] = ("code",)
 
 # Events the platform never redelivers: when Kafka cannot take them they go to the spool.
 NEVER_RETRIED: frozenset[str] = frozenset({"authorization", "notification_3ds_authorization"})
@@ -94,7 +97,7 @@ def parse_data(envelope: Envelope, route: Route | None = None) -> BaseModel:
 
 def partition_key(envelope: Envelope, route: Route) -> bytes:
     value: Any = envelope.data.get(route.key_field)
-    return str(value).encode()
+    return fit(str(value).encode())
 
 
 def dedup_key(envelope: Envelope) -> str:
@@ -106,13 +109,26 @@ def dedup_key(envelope: Envelope) -> str:
     """
     if envelope.event_type == "card_blocked_by_velocity":
         card = envelope.data.get("card_id", envelope.operation_id)
-        return f"{envelope.product}:card_blocked_by_velocity:{card}:{envelope.data.get('blocked_at', '')}"
-    return f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{loggable_operation_id(envelope)}"
+        key = f"{envelope.product}:card_blocked_by_velocity:{card}:{envelope.data.get('blocked_at', '')}"
+    else:
+        key = f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{loggable_operation_id(envelope)}"
+    return fit(key.encode()).decode("utf-8", "replace")
+
+
+def is_secret_operation_id(envelope: Envelope) -> bool:
+    """Whether operation_id is a secret, recognised by what it is rather than by one spelling:
+    the event is a 3DS challenge (any accepted spelling normalises to it), names 3DS, or the id
+    equals a secret `data` value (for 3DS, operation_id == data.code)."""
+    if envelope.event_type in SECRET_OPERATION_IDS or "3ds" in envelope.event_type.split("_"):
+        return True
+    op = envelope.operation_id.strip()
+    values = (envelope.data.get(name) for name in SECRET_DATA_FIELDS)
+    return any(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() == op for v in values)
 
 
 def loggable_operation_id(envelope: Envelope) -> str:
-    """operation_id safe for logs and keys: for 3DS challenges it equals the secret `data.code`,
-    so a digest stands in for it there."""
-    if envelope.event_type in SECRET_OPERATION_IDS:
+    """operation_id safe for logs, keys and headers: a digest stands in for a secret one (the 3DS
+    code), and an absurdly long one is cut to a bounded, still unique form."""
+    if is_secret_operation_id(envelope):
         return "sha256-" + hashlib.sha256(envelope.operation_id.encode()).hexdigest()[:32]
-    return envelope.operation_id
+    return fit(envelope.operation_id.encode()).decode("utf-8", "replace")

@@ -90,3 +90,15 @@ def test_everything_the_build_copies_is_in_the_build_context():
     for outside in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "deploy/k8s/base/receiver.yaml",
                     "ingest/__pycache__/app.cpython-311.pyc"):
         assert _ignored(outside, patterns), f"{outside} would be sent to the build"
+
+
+def test_the_image_copies_every_folder_the_distribution_maps():
+    """A room added to pyproject's package-dir must reach the image too, or the installed CLI cannot import it."""
+    mapped = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    patterns = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    copied = {args.split()[0].rstrip("/") for word, args in instructions()
+              if word == "COPY" and not args.startswith("--from")}
+    assert mapped <= copied, f"mapped but not copied into the image: {sorted(mapped - copied)}"
+    for folder in mapped:
+        assert not _ignored(f"{folder}/__init__.py", patterns), f"{folder}/ is excluded by .dockerignore"

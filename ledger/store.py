@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, case, func, select
 from sqlalchemy import exc as sa_exc
 
-from hookstream.ledger import migrations
+from hookstream.ledger import decisions, migrations
 from hookstream.ledger.engine import SQLITE_BEGIN, is_sqlite_memory, make_engine
 from hookstream.ledger.errors import (
     LedgerError,
@@ -426,6 +426,12 @@ class UnitOfWork:
         """'held', 'captured', 'released', or None when the operation has no hold."""
         hold = self._find_hold(card_id, operation_id, lock=False)
         return hold.status if hold is not None else None
+
+    def recorded_answer(self, dedup_key: str) -> str | None:
+        """The response code the receiver recorded for this authorization's first answer (None: none recorded)."""
+        table = decisions.authorization_decisions
+        return self.connection.execute(
+            select(table.c.response_code).where(table.c.dedup_key == dedup_key)).scalar_one_or_none()
 
     # --- reading -----------------------------------------------------------------------------------
     def balance(self, account_id: str) -> Balance:

@@ -63,7 +63,15 @@ class CardsProcessor(Processor):
         if code is not None and code.upper() not in APPROVED:
             # The platform was told "declined" (e.g. the fallback code after the budget ran out), so
             # no hold may stay, even one a late decision placed: the durable backstop of the
-            # receiver's in-memory compensation.
+            # receiver's in-memory compensation. But a redelivery's record may say "05" while the
+            # first delivery was approved (its record can reach Kafka later, and is then a duplicate
+            # here): the recorded first answer decides, so an approved hold is never released this way.
+            first = ctx.uow.recorded_answer(event.dedup_key)
+            if first is not None and first.upper() in APPROVED:
+                ctx.log.warning("cards.redelivery_decline_kept_hold", card_id=data.card_id, response_code=code,
+                                first_response_code=first)
+                _outcome(ctx, "redelivery_decline_kept_hold")
+                return
             if ctx.uow.hold_status(data.card_id, event.operation_id) == "held":
                 result = ctx.uow.release_hold(data.card_id, event.operation_id, f"{event.dedup_key}:answered-decline",
                                               memo="authorization answered with a decline")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from card_program.conftest import balance, card_data, envelope, fund, wait_until
+from hookstream.ledger.decisions import authorization_decisions
 from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import dedup_key
@@ -178,3 +179,24 @@ def test_a_hold_whose_authorization_was_answered_with_a_decline_is_released(sett
     feed.send(auth, **{h.RESPONSE_CODE: "05", h.DECISION_REASON: "timeout"})  # redelivered: nothing more
     wait_until(lambda: cards.outcome("duplicate") >= 1, "redelivery handled")
     assert [k for k, _ in postings(ledger, "acct-late")] == ["credit", "hold", "release"]
+
+
+def test_a_redelivery_answered_with_a_decline_never_releases_the_first_approval(
+        settings, ledger, feed, start_processor):
+    """A hold exists iff the first answer was an approval: a redelivery's fallback "05" record that reaches
+    Kafka before the first delivery's "00" record (which is then a duplicate) must not release the hold."""
+    fund(ledger, "acct-redo", "100.00", cards={"crd_redo": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    body = envelope("B", "cards", "authorization", "pending", "life_redo", card_data("crd_redo", "40.00"))
+    dedup = dedup_key(parse_envelope(body))
+    with ledger.unit_of_work() as uow:  # the receiver's first answer: approved, hold placed, decision recorded
+        placed = uow.place_hold("acct-redo", "crd_redo", "life_redo", D("40.00"), dedup, memo="authorization")
+        uow.connection.execute(insert(authorization_decisions).values(
+            dedup_key=dedup, card_id="crd_redo", operation_id="life_redo", response_code="00",
+            reason="approved", hold_id=placed.hold_id, attempt="first"))
+    feed.send(body, **{h.RESPONSE_CODE: "05", h.DECISION_REASON: "timeout"})  # the redelivery's record, first
+    feed.send(body, **approved())  # the first delivery's record, later
+    wait_until(lambda: cards.handled() >= 2 and cards.outcome("duplicate") >= 1, "both records handled")
+    assert balance(ledger, "acct-redo") == (D("100.00"), D("40.00"), D("60.00"))
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.hold_status("crd_redo", "life_redo") == "held"

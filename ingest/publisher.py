@@ -109,6 +109,7 @@ class Publisher:
         self.in_flight = 0  # records handed to the producer and not yet acknowledged or failed
         self._unacked_since: float | None = None  # first send after the last broker ack
         self._wedged_since: float | None = None
+        self._connected_since: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, topics: Iterable[str] = ()) -> None:
@@ -197,9 +198,15 @@ class Publisher:
                 return "kafka producer has no producer id and will not request one"
         else:
             self._wedged_since = None
+        if not self.broker_connected():
+            self._connected_since = None
+            return None
+        self._connected_since = self._connected_since or now
         since = self._unacked_since
-        if self.in_flight and since is not None and now - since > after_s and self.broker_connected():
-            return f"no broker acknowledgement for {now - since:.0f}s while records wait and the broker is connected"
+        if self.in_flight and since is not None:
+            waited = now - max(since, self._connected_since)  # an outage is not a stall: count from reconnect
+            if waited > after_s:
+                return f"no broker acknowledgement for {waited:.0f}s while records wait and the broker is connected"
         return None
 
     def has_producer_id(self) -> bool:

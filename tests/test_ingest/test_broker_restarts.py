@@ -15,7 +15,6 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from fixtures.http_load import PacedResult, post_paced
-from fixtures.kafka import read_topic
 from fixtures.waiting import wait_until
 from hookstream.kafka import ensure_topics
 from hookstream.schemas.routing import NEVER_RETRIED, TOPICS

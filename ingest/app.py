@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from kafka.errors import KafkaError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,8 +19,8 @@ from hookstream.ingest.openapi import openapi_route
 from hookstream.ingest.publisher import Publisher
 from hookstream.ingest.receiver import Receiver
 from hookstream.ingest.spool import Spool
-from hookstream.kafka import make_admin
 from hookstream.logs import configure_logging, get_logger, register_secrets
+from hookstream.schemas.routing import TOPICS
 from hookstream.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -30,41 +28,42 @@ log = get_logger(__name__)
 WEBHOOK_PATH = "/webhooks/cryptomate"
 
 
-class Readiness:
-    """Broker metadata reachable, checked off the loop and cached for a second."""
+class Probes:
+    """Liveness and readiness read from the producer itself (no client or thread of their own)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._admin = None
-        self._checked_at = 0.0
-        self._ok = False
-        self._lock = asyncio.Lock()
+    def __init__(self, settings: Settings, publisher: Publisher, spool: Spool) -> None:
+        self._publisher = publisher
+        self._spool = spool
+        # an ack can take up to the delivery timeout; twice that plus slack with no ack is no progress
+        self._stall_after_s = 2 * settings.delivery_timeout_s + 5.0
+        self._missing_logged: tuple[str, ...] = ()
 
-    def _probe(self) -> bool:
-        try:
-            if self._admin is None:
-                self._admin = make_admin(self._settings, request_timeout_ms=2000, bootstrap_timeout_ms=2000)
-            self._admin.describe_cluster()
-            return True
-        except (KafkaError, OSError):
-            if self._admin is not None:
-                with contextlib.suppress(Exception):
-                    self._admin.close()
-            self._admin = None
-            return False
+    def liveness(self) -> str | None:
+        """Why this process cannot make progress while work waits (restart it), else None."""
+        reason = self._publisher.stalled(self._stall_after_s)
+        if reason is not None:
+            log.error("ingest.stalled", reason=reason, spool_depth=self._spool.depth,
+                      in_flight=self._publisher.in_flight)
+        return reason
 
-    async def check(self) -> bool:
-        async with self._lock:
-            if time.monotonic() - self._checked_at > 1.0:
-                loop = asyncio.get_running_loop()
-                self._ok = await loop.run_in_executor(None, self._probe)
-                self._checked_at = time.monotonic()
-            return self._ok
-
-    def close(self) -> None:
-        if self._admin is not None:
-            with contextlib.suppress(Exception):
-                self._admin.close()
+    def readiness(self) -> str | None:
+        """Why webhooks cannot be made durable now, else None."""
+        publisher = self._publisher
+        if not publisher.connected:
+            return "kafka producer not connected yet"
+        if not publisher.broker_connected():
+            return "no connection to a kafka broker"
+        if not publisher.has_producer_id():
+            return "kafka producer has no producer id yet"
+        missing = tuple(publisher.missing_topics())
+        if missing != self._missing_logged:
+            self._missing_logged = missing
+            if missing:
+                log.error("ingest.topics_missing", topics=list(missing),
+                          hint="run `hookstream topics create` with the same HOOKSTREAM_TOPIC_PREFIX")
+        if missing:
+            return f"topics missing: {', '.join(missing)} (run `hookstream topics create`)"
+        return self.liveness()
 
 
 def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> Starlette:
@@ -78,15 +77,22 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
     decider = Decider(settings, load_policy(settings.authorization_policy, settings))
     receiver = Receiver(settings, publisher, spool, decider, spool_io)
-    readiness = Readiness(settings)
+    probes = Probes(settings, publisher, spool)
 
     async def healthz(_: Request) -> Response:
+        reason = probes.liveness()
+        if reason is not None:
+            return JSONResponse({"status": "stalled", "reason": reason, "spool_depth": spool.depth},
+                                status_code=503)
         return JSONResponse({"status": "ok", "spool_depth": spool.depth})
 
     async def readyz(_: Request) -> Response:
-        ok = publisher.connected and await readiness.check()
-        return JSONResponse({"status": "ready" if ok else "unavailable", "kafka": ok,
-                             "spool_depth": spool.depth}, status_code=200 if ok else 503)
+        reason = probes.readiness()
+        body = {"status": "ready" if reason is None else "unavailable", "kafka": reason is None,
+                "spool_depth": spool.depth}
+        if reason is not None:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=200 if reason is None else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         body, content_type = metrics.render()
@@ -95,7 +101,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        publisher.start(loop)
+        publisher.start(loop, [settings.topic(t) for t in TOPICS])
         forwarder = asyncio.create_task(run_forwarder(
             spool, publisher, spool_io, settings.spool_forward_interval_s, settings.delivery_timeout_s))
         log.info("ingest.started", path=WEBHOOK_PATH, spool_depth=spool.depth,
@@ -112,10 +118,9 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             except (TimeoutError, OSError) as exc:
                 log.warning("spool.not_drained", spool_depth=spool.depth, error=type(exc).__name__)
             await loop.run_in_executor(None, decider.close)
-            await loop.run_in_executor(None, publisher.close)
+            await loop.run_in_executor(None, publisher.close, min(5.0, settings.delivery_timeout_s))
             spool_io.submit(spool.close).result(timeout=5)
             spool_io.shutdown(wait=True)
-            readiness.close()
             log.info("ingest.stopped", spool_depth=spool.depth)
 
     app = Starlette(

@@ -15,7 +15,7 @@ log = get_logger(__name__)
 async def forward_once(spool: Spool, publisher: Publisher, io: Executor, timeout: float) -> int:
     """Forward every sealed segment this process can lock; return the records forwarded."""
     loop = asyncio.get_running_loop()
-    if spool.depth == 0 or not publisher.connected:
+    if spool.depth == 0 or not publisher.broker_connected():
         return 0
     await loop.run_in_executor(io, spool.seal)
     forwarded = 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -36,6 +39,40 @@ class BodyTooLarge(Exception):
     pass
 
 
+class RejectionLog:
+    """Refused requests, logged at most once per reason per interval with how many were held back:
+    a flood of bad requests must not flood the log. Never logs the presented key."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self._interval = interval_s
+        self._next: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def __call__(self, reason: str, request: Request, **fields: object) -> None:
+        metrics.webhooks_rejected.labels(reason).inc()
+        now = time.monotonic()
+        if now < self._next.get(reason, 0.0):
+            self._held[reason] = self._held.get(reason, 0) + 1
+            return
+        self._next[reason] = now + self._interval
+        peer = request.client.host if request.client is not None else None
+        log.warning("webhook.rejected", reason=reason, peer=peer, held_back=self._held.pop(reason, 0), **fields)
+
+
+class _Children:
+    """Prometheus label children resolved once per label values, not once per request."""
+
+    def __init__(self, metric: Any, method: str) -> None:
+        self._metric, self._method = metric, method
+        self._children: dict[tuple[str, ...], Callable[..., None]] = {}
+
+    def __call__(self, *labels: str) -> Callable[..., None]:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = getattr(self._metric.labels(*labels), self._method)
+        return child
+
+
 class Receiver:
     """Holds what every request needs, built once per process."""
 
@@ -53,29 +90,33 @@ class Receiver:
         self._topic_unrouted = settings.topic(UNROUTED)
         self._topic_quarantine = settings.topic(QUARANTINE)
         self._retry_after = {"Retry-After": str(settings.retry_after_s)}
+        self._rejected = RejectionLog()
+        self._request_seconds = _Children(metrics.request_seconds, "observe")
+        self._received = _Children(metrics.webhooks_received, "inc")
+        self._published = _Children(metrics.webhooks_published, "inc")
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
         response = await self._handle(request, started)
-        metrics.request_seconds.labels("webhook", str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        self._request_seconds("webhook", str(response.status_code))(time.perf_counter() - started)
         return response
 
     async def _handle(self, request: Request, started: float) -> Response:
         hdrs = request.headers
-        if not self.keys.verify(hdrs.get("x-webhook-key")):
-            metrics.webhooks_rejected.labels("unauthorized").inc()
+        presented = hdrs.get("x-webhook-key")
+        if not self.keys.verify(presented):
+            self._rejected("unauthorized", request, status=401,
+                           detail="no X-Webhook-Key" if presented is None else "X-Webhook-Key not accepted")
             return UNAUTHORIZED
         request_ts = hdrs.get("x-request-timestamp")
         if not timestamp_fresh(request_ts, self.settings.request_timestamp_window_s):
-            metrics.webhooks_rejected.labels("stale_timestamp").inc()
-            log.warning("webhook.stale_timestamp", request_timestamp=request_ts)
+            self._rejected("stale_timestamp", request, status=401, request_timestamp=request_ts)
             return UNAUTHORIZED
         try:
             body = await self._read_body(request)
         except BodyTooLarge:
-            metrics.webhooks_rejected.labels("too_large").inc()
+            self._rejected("too_large", request, status=413, content_length=hdrs.get("content-length"),
+                           max_body_bytes=self._max_body)
             return Response(TOO_LARGE, status_code=413, media_type=JSON)
         except ClientDisconnect:
             metrics.webhooks_rejected.labels("disconnected").inc()
@@ -105,7 +146,7 @@ class Receiver:
         record_headers = envelope_headers(envelope, dedup) + base
         key = partition_key(envelope, route)
         topic = self.settings.topic(route.topic)
-        metrics.webhooks_received.labels(envelope.product, envelope.event_type).inc()
+        self._received(envelope.product, envelope.event_type)()
 
         if envelope.event_type == "authorization":
             assert isinstance(data, Authorization)
@@ -135,7 +176,7 @@ class Receiver:
             published = await self.publisher.publish(topic, body, key, headers, self._timeout)
         except PublishError as exc:
             return self._unavailable(env.product, env.event_type, exc)
-        metrics.webhooks_published.labels(env.product, env.event_type).inc()
+        self._published(env.product, env.event_type)()
         log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(OK, media_type=JSON)
@@ -155,7 +196,7 @@ class Receiver:
             log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
                         cause=str(exc), spool_depth=self.spool.depth)
             return Response(answer, media_type=JSON)
-        metrics.webhooks_published.labels(env.product, env.event_type).inc()
+        self._published(env.product, env.event_type)()
         log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(answer, media_type=JSON)
@@ -185,7 +226,7 @@ class Receiver:
     async def _unrouted(self, body: bytes, env: Envelope, base: Headers) -> Response:
         """Authentic, but a product/event type this version does not know: kept, answered 200."""
         headers = envelope_headers(env, dedup_key(env)) + base
-        metrics.webhooks_received.labels("unrouted", "unrouted").inc()
+        self._received("unrouted", "unrouted")()
         try:
             await self.publisher.publish(self._topic_unrouted, body, loggable_operation_id(env).encode(), headers,
                                          self._timeout)
@@ -193,7 +234,7 @@ class Receiver:
             return self._unavailable("unrouted", "unrouted", exc)
         log.warning("webhook.unrouted", product=env.product, event_type=env.event_type,
                     operation_id=loggable_operation_id(env))
-        metrics.webhooks_published.labels("unrouted", "unrouted").inc()
+        self._published("unrouted", "unrouted")()
         return Response(OK, media_type=JSON)
 
     async def _quarantine(self, body: bytes, env: Envelope | None, exc: EnvelopeError, base: Headers) -> Response:
@@ -201,14 +242,14 @@ class Receiver:
         error = json.dumps({"error": str(exc), "details": exc.errors}, separators=(",", ":"))
         headers = (envelope_headers(env, dedup_key(env)) if env is not None else []) + base
         headers.append((h.ERROR, error[:4096].encode()))
-        metrics.webhooks_received.labels("invalid", "invalid").inc()
+        self._received("invalid", "invalid")()
         key = loggable_operation_id(env).encode() if env is not None else None
         try:
             await self.publisher.publish(self._topic_quarantine, body, key, headers, self._timeout)
         except PublishError as pub_exc:
             return self._unavailable("invalid", "invalid", pub_exc)
         log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
-        metrics.webhooks_published.labels("invalid", "invalid").inc()
+        self._published("invalid", "invalid")()
         payload = json.dumps({"response_code": "INVALID", "error": str(exc),
                               "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":"))
         return Response(payload.encode(), status_code=400, media_type=JSON)
@@ -221,13 +262,15 @@ class Receiver:
 
 def envelope_headers(env: Envelope, dedup: str) -> Headers:
     """The normalised metadata every published record carries (values are never secrets)."""
-    out: Headers = [
-        (h.GENERATION, env.generation.encode()),
-        (h.PRODUCT, env.product.encode()),
-        (h.EVENT_TYPE, env.event_type.encode()),
-        (h.OPERATION_ID, loggable_operation_id(env).encode()),
-        (h.DEDUP_KEY, dedup.encode()),
-    ]
-    if env.status is not None:
-        out.append((h.STATUS, env.status.encode()))
+    return [*_kind_headers(env.generation, env.product, env.event_type, env.status),
+            (h.OPERATION_ID, loggable_operation_id(env).encode()), (h.DEDUP_KEY, dedup.encode())]
+
+
+@functools.lru_cache(maxsize=1024)
+def _kind_headers(generation: str, product: str, event_type: str, status: str | None) -> Headers:
+    """The headers every event of one kind shares, encoded once."""
+    out: Headers = [(h.GENERATION, generation.encode()), (h.PRODUCT, product.encode()),
+                    (h.EVENT_TYPE, event_type.encode())]
+    if status is not None:
+        out.append((h.STATUS, status.encode()))
     return out

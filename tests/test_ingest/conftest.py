@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from fixtures.processes import Proc, Processes
-from hookstream.broker import free_port
+from hookstream.broker import LocalBroker, free_port
 from hookstream.settings import Settings
 
 KEY = "test-webhook-key-0001"
@@ -30,6 +30,17 @@ class Receiver:
         if key is not None:
             hdrs["X-Webhook-Key"] = key
         return httpx.post(self.url, content=body, headers=hdrs, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[LocalBroker]:
+    """A broker this module's tests may stop and restart on its data directory (the shared one stays up)."""
+    broker = LocalBroker(heap="384m")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.remove()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +15,6 @@ from fixtures.kafka import read_topic
 from test_ingest.payloads import CATALOG, envelope
 
 AUTH, THREE_DS, DEPOSIT = CATALOG[0], CATALOG[9], CATALOG[13]
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[LocalBroker]:
-    """A broker these tests may stop and restart (the shared one must stay up)."""
-    broker = LocalBroker(heap="384m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.remove()
 
 
 @pytest.fixture

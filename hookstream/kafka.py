@@ -12,9 +12,12 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.producer.transaction_manager import TransactionState
 
-from hookstream.logs import register_secrets
+from hookstream.logs import get_logger, register_secrets
 from hookstream.settings import Settings
+
+log = get_logger(__name__)
 
 
 def _client_id(settings: Settings, role: str) -> str:
@@ -135,7 +138,40 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
         "metrics_enabled": False,  # kafka-python's own sensors cost ~3% of the request path; we export ours
     }
     config.update(overrides)
-    return KafkaProducer(**config)
+    producer = KafkaProducer(**config)
+    reinitialize_after_reset(producer)  # every producer: receiver, processors, dispatcher, DLQ tools
+    return producer
+
+
+def reinitialize_after_reset(producer: KafkaProducer) -> None:
+    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own.
+
+    `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
+    an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
+    `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
+    the producer never sends again. The Java client moves to UNINITIALIZED on this reset
+    (`resetIdempotentProducerId`), which is what this does.
+    """
+    manager = producer._transaction_manager
+    if manager is None or manager.is_transactional() or "reset_producer_id" in vars(manager):
+        return  # not idempotent, transactional, or already repaired
+    reset = manager.reset_producer_id
+
+    def reset_and_reinitialize() -> None:
+        with manager._lock:
+            reset()
+            if manager._current_state == TransactionState.READY:
+                manager._current_state = TransactionState.UNINITIALIZED
+        log.warning("kafka.producer.id_reset", reason="a sent batch expired; a new producer id is requested")
+
+    manager.reset_producer_id = reset_and_reinitialize
+
+
+def wedged(producer: KafkaProducer) -> bool:
+    """The state kafka-python cannot leave by itself: idempotent, READY, and no producer id."""
+    manager = producer._transaction_manager
+    return (manager is not None and not manager.is_transactional() and not manager.has_producer_id()
+            and manager._current_state == TransactionState.READY)
 
 
 def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **overrides: Any) -> KafkaConsumer:

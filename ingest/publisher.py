@@ -12,10 +12,9 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.producer.transaction_manager import TransactionState
 
 from hookstream import metrics
-from hookstream.kafka import make_producer
+from hookstream.kafka import make_producer, wedged
 from hookstream.logs import get_logger
 from hookstream.settings import Settings
 
@@ -43,37 +42,6 @@ class _Record:
     def __init__(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
                  future: asyncio.Future[Published]) -> None:
         self.topic, self.value, self.key, self.headers, self.future = topic, value, key, headers, future
-
-
-def reinitialize_after_reset(producer: KafkaProducer) -> None:
-    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own.
-
-    `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
-    an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
-    `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
-    the producer never sends again. The Java client moves to UNINITIALIZED on this reset
-    (`resetIdempotentProducerId`), which is what this does.
-    """
-    manager = producer._transaction_manager
-    if manager is None or manager.is_transactional():
-        return
-    reset = manager.reset_producer_id
-
-    def reset_and_reinitialize() -> None:
-        with manager._lock:
-            reset()
-            if manager._current_state == TransactionState.READY:
-                manager._current_state = TransactionState.UNINITIALIZED
-        log.warning("kafka.producer.id_reset", reason="a sent batch expired; a new producer id is requested")
-
-    manager.reset_producer_id = reset_and_reinitialize
-
-
-def wedged(producer: KafkaProducer) -> bool:
-    """The state kafka-python cannot leave by itself: idempotent, READY, and no producer id."""
-    manager = producer._transaction_manager
-    return (manager is not None and not manager.is_transactional() and not manager.has_producer_id()
-            and manager._current_state == TransactionState.READY)
 
 
 class Publisher:
@@ -129,7 +97,6 @@ class Publisher:
                 self._closing.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            reinitialize_after_reset(producer)
             self._coalesce_wakeups(producer)
             for topic in self._topics:
                 producer._metadata.add_topic(topic)

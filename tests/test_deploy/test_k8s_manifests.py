@@ -292,10 +292,18 @@ def _effective_env(objects: list[dict], container: dict) -> dict[str, str]:
     return env
 
 
-def _receiver_settings(objects: list[dict]) -> Settings:
+# Secret values are not in the manifests; validated settings get a stand-in of the form the Secret must hold.
+SECRET_STAND_INS = {"<hookstream-secrets/database-url>": "postgresql+psycopg://hookstream@postgres:5432/hookstream"}
+
+
+def _receiver_env(objects: list[dict]) -> dict[str, str]:
     (container,) = [c for _, _, c in _containers(objects) if c["args"][0] == "ingest"]
-    env = _effective_env(objects, container)
-    values = {k.removeprefix("HOOKSTREAM_").lower(): v for k, v in env.items()}
+    return _effective_env(objects, container)
+
+
+def _receiver_settings(objects: list[dict]) -> Settings:
+    values = {k.removeprefix("HOOKSTREAM_").lower(): SECRET_STAND_INS.get(v, v)
+              for k, v in _receiver_env(objects).items()}
     return Settings(**values)
 
 
@@ -309,7 +317,8 @@ def test_the_deployed_receiver_decides_authorizations_with_the_ledger_policy(ren
     assert settings.authorization_policy == "hookstream.ingest.policy:ledger_policy"
     module, _, attr = settings.authorization_policy.partition(":")
     assert getattr(importlib.import_module(module), attr) is ledger_policy
-    assert settings.database_url == "<hookstream-secrets/database-url>"  # the policy's ledger
+    assert _receiver_env(rendered[path])["HOOKSTREAM_DATABASE_URL"] == "<hookstream-secrets/database-url>"
+    assert settings.database_url.startswith("postgresql+psycopg://")  # the policy's ledger, from the Secret
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)

@@ -26,6 +26,7 @@ from hookstream.settings import Settings, get_settings
 log = get_logger(__name__)
 
 WEBHOOK_PATH = "/webhooks/cryptomate"
+SHUTDOWN_DRAIN_MIN_S = 10.0
 
 
 class Probes:
@@ -112,9 +113,12 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await forwarder
-            try:  # a drained receiver leaves no spool behind when Kafka is reachable
-                await asyncio.wait_for(forward_once(spool, publisher, spool_io, settings.delivery_timeout_s),
-                                       settings.delivery_timeout_s)
+            # A drained receiver leaves no spool behind when Kafka is reachable. Just after a broker restart the
+            # producer still has to reconnect and may need a new producer id: give it more than one delivery
+            # timeout, bounded well inside Kubernetes' 30 s grace period (what is not forwarded stays on disk).
+            drain_s = max(settings.delivery_timeout_s, SHUTDOWN_DRAIN_MIN_S)
+            try:
+                await asyncio.wait_for(forward_once(spool, publisher, spool_io, drain_s), drain_s)
             except (TimeoutError, OSError) as exc:
                 log.warning("spool.not_drained", spool_depth=spool.depth, error=type(exc).__name__)
             await loop.run_in_executor(None, decider.close)

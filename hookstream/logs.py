@@ -88,6 +88,9 @@ def mask_secrets(_logger: Any, _method: str, line: str) -> str:
     return line
 
 
+LIBRARY_LOGGERS = ("kafka", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
+
+
 def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
     """Set up structlog, and route stdlib logging (kafka-python, uvicorn, …) through the same
     renderer and redaction: one stream of lines in one format."""
@@ -133,6 +136,12 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     root.handlers[:] = [handler]
     # Libraries log below WARNING at a volume only a debugging session wants.
     root.setLevel(max(numeric, logging.WARNING))
+    # Whatever configured them before (uvicorn's default dictConfig gives its loggers their own handlers and
+    # propagate=False), library loggers hand their lines to the one handler above.
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
     # kafka-python warns on every failed reconnect; its errors are enough for the stream.
     logging.getLogger("kafka").setLevel(logging.ERROR)
     logging.captureWarnings(True)

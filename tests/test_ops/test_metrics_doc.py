@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
@@ -42,8 +44,10 @@ def test_histograms_follow_prometheus_naming():
 
 
 def test_counters_with_known_labels_exist_at_zero_from_start():
-    metrics.precreate()
-    text = metrics.render()[0].decode()
+    """In a fresh process (this one's counters may have moved): every known series is exported at 0."""
+    text = subprocess.run([sys.executable, "-c", "from hookstream import metrics; metrics.precreate(); "
+                           "print(metrics.render()[0].decode())"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
     for counter, label_sets in metrics.KNOWN_LABELS.items():
         (label,) = counter._labelnames
         for (value,) in label_sets:

@@ -112,7 +112,8 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
             mask_secrets,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        # one write per line (print() writes the newline separately): workers sharing stderr never splice lines
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream or sys.stderr)

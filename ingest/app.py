@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from hookstream import metrics
 from hookstream.ingest.authorization import Decider, load_policy
-from hookstream.ingest.forwarder import forward_once, run_forwarder
+from hookstream.ingest.forwarder import drain, run_forwarder
 from hookstream.ingest.openapi import openapi_route
 from hookstream.ingest.publisher import Publisher
 from hookstream.ingest.receiver import Receiver
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             # timeout, bounded well inside Kubernetes' 30 s grace period (what is not forwarded stays on disk).
             drain_s = max(settings.delivery_timeout_s, SHUTDOWN_DRAIN_MIN_S)
             try:
-                await asyncio.wait_for(forward_once(spool, publisher, spool_io, drain_s), drain_s)
+                await asyncio.wait_for(drain(spool, publisher, spool_io, drain_s), drain_s + 1.0)
             except (TimeoutError, OSError) as exc:
                 log.warning("spool.not_drained", spool_depth=spool.depth, error=type(exc).__name__)
             await loop.run_in_executor(None, decider.close)

@@ -38,6 +38,19 @@ async def forward_once(spool: Spool, publisher: Publisher, io: Executor, timeout
         log.info("spool.forwarded", segment=path.name, records=len(records), spool_depth=spool.depth)
 
 
+async def drain(spool: Spool, publisher: Publisher, io: Executor, timeout: float) -> int:
+    """On shutdown: wait (within `timeout`) for a broker connection, then forward what the spool holds.
+
+    Just after a broker restart the producer may not have reconnected yet; `forward_once` alone would
+    see no connection and leave the spool behind although Kafka is back.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while spool.depth and not publisher.broker_connected() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return await forward_once(spool, publisher, io, max(deadline - loop.time(), 0.01))
+
+
 async def run_forwarder(spool: Spool, publisher: Publisher, io: Executor, interval: float,
                         timeout: float) -> None:
     """Background task: retry the spool every `interval` seconds until cancelled."""

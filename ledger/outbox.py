@@ -37,6 +37,7 @@ class OutboxCommand:
     origin_partition: int | None
     origin_offset: int | None
     dedup_key: str | None
+    traceparent: str | None = None  # the processor span that wrote it: the API call continues that trace
 
 
 def _insert(dialect_name: str) -> Any:
@@ -63,7 +64,7 @@ WHERE id IN (
   ORDER BY o.id LIMIT :limit {lock}
 )
 RETURNING id, processor, kind, payload, idempotency_key, order_key, deadline, attempts, first_failed_at,
-          origin_topic, origin_partition, origin_offset, dedup_key
+          origin_topic, origin_partition, origin_offset, dedup_key, traceparent
 """
 
 
@@ -88,7 +89,7 @@ class Outbox:
             }).all()
         out = [OutboxCommand(r.id, r.processor, r.kind, json.loads(r.payload), r.idempotency_key, r.order_key,
                              r.deadline, r.attempts, r.first_failed_at, r.origin_topic, r.origin_partition,
-                             r.origin_offset, r.dedup_key) for r in rows]
+                             r.origin_offset, r.dedup_key, r.traceparent) for r in rows]
         return sorted(out, key=lambda c: c.id)
 
     def finish(self, command_id: int, owner: str, status: str, error: str | None = None) -> bool:

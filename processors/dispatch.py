@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.ledger.outbox import Outbox, OutboxCommand
 from hookstream.logs import get_logger
 from hookstream.processors.errors import Failure, classify_error
@@ -79,6 +79,7 @@ class Dispatcher:
         self._slots = threading.Semaphore(self.concurrency)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
+        self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
         self.failed: BaseException | None = None  # the loop died: the process is unhealthy
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -143,6 +144,19 @@ class Dispatcher:
                 self._slots.release()
 
     def _send(self, command: OutboxCommand, at: float) -> None:
+        if self._tracer is None:
+            self._send_one(command, at)
+            return
+        # A child of the processor span that wrote the command (its traceparent is in the row); the
+        # client's request span, and the traceparent header the API receives, are children of this one.
+        parent = tracing.extract({tracing.TRACEPARENT: command.traceparent}) if command.traceparent else None
+        with self._tracer.start_as_current_span(f"dispatch {command.kind}", context=parent, attributes={
+            "hookstream.processor": self.processor, "hookstream.command": command.kind,
+            "hookstream.attempt": command.attempts, "hookstream.idempotency_key": command.idempotency_key,
+        }):
+            self._send_one(command, at)
+
+    def _send_one(self, command: OutboxCommand, at: float) -> None:
         try:
             wait = at - self._clock()
             if wait > 0:

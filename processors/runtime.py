@@ -22,7 +22,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.kafka import make_consumer, make_producer
 from hookstream.logs import get_logger
 from hookstream.idempotency import idempotency_key
@@ -70,6 +70,10 @@ class _Staged(NamedTuple):
     seconds: float
     received_ms: str | None
     extra: dict[str, Any]
+    span: Any = None  # the record's span while tracing: ended once its offset is committed
+
+
+_NO_IDS: dict[str, str] = {}
 
 
 def group_id(processor: str, settings: Settings) -> str:
@@ -127,6 +131,7 @@ class Runtime:
                          for o in ("ok", "duplicate", "expired", "retried", "dead_lettered", "ignored")}
         self._seconds = metrics.processing_seconds.labels(self.name)
         self._age = metrics.event_age_seconds.labels(self.name)
+        self._tracer = tracing.tracer("hookstream.processor")  # None: not exporting, no tracing work
 
     # --- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -335,12 +340,39 @@ class Runtime:
 
     def _handle_record(self, tp: TopicPartition, record: Any) -> bool:
         """Handle one record; True when it is staged (done once the batch commits)."""
+        headers = h.to_dict(record.headers)
+        if self._tracer is None:
+            return self._handle_one(tp, record, headers)
+        return self._handle_traced(tp, record, headers)
+
+    def _handle_traced(self, tp: TopicPartition, record: Any, headers: dict[str, str]) -> bool:
+        """The record as one CONSUMER span continuing the receiver's (its `traceparent` header), current
+        while it is handled (so the outbox rows it writes carry it), ended once its offset is committed."""
+        assert self._tracer is not None
+        span = self._tracer.start_span(
+            f"process {record.topic}", context=tracing.extract(headers), kind=tracing.kind("CONSUMER"),
+            attributes={"messaging.system": "kafka", "messaging.operation.type": "process",
+                        "messaging.destination.name": record.topic,
+                        "messaging.destination.partition.id": str(record.partition),
+                        "messaging.kafka.offset": record.offset,
+                        "messaging.consumer.group.name": group_id(self.name, self.settings)})
+        with tracing.use(span):
+            staged = self._handle_one(tp, record, headers, tracing.ids(span))
+        if staged:
+            self._staged[-1] = self._staged[-1]._replace(span=span)
+        else:  # paused for a retry (or the dead letter failed): read again later, under a new span
+            tracing.fail(span, "retry scheduled")
+            span.end()
+        return staged
+
+    def _handle_one(self, tp: TopicPartition, record: Any, headers: dict[str, str],
+                    trace_ids: dict[str, str] = _NO_IDS) -> bool:
         started = self.clock()
         state = self._retry.get(tp)
         attempt = state.attempts + 1 if state is not None else 1
-        headers = h.to_dict(record.headers)
+        # trace ids bound, not only current: the event.processed line is written after the commit
         log = self.log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
-                            attempt=attempt)
+                            attempt=attempt, **trace_ids)
         event: Event | None = None
         try:
             envelope = parse_envelope(record.value)
@@ -387,14 +419,20 @@ class Runtime:
     def _apply(self, event: Event, log: Any, attempt: int) -> str:
         """The claim and the effect, together, in the batch's ledger transaction."""
         with self._savepoint() as uow:
-            if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
-                             outcome="ok"):
+            claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
+                                outcome="ok")
+            span = tracing.current_span() if self._tracer is not None else None
+            if span is not None:
+                span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
+            if not claimed:
                 return "duplicate"
             ctx = Context(processor=self.name, event=event, uow=uow, log=log, settings=self.settings,
                           attempt=attempt)
             self.processor.handle(event, ctx)
             if ctx.commands:
                 self._to_outbox(uow, event, ctx)
+            if span is not None:
+                span.add_event("applied", {"hookstream.commands": len(ctx.commands)})
         return "ok"
 
     def _to_outbox(self, uow: Any, event: Event, ctx: Context) -> None:
@@ -402,12 +440,13 @@ class Runtime:
         if self._dispatcher is None:
             raise RuntimeError("this runtime has no API client factory: it cannot send API commands")
         now = time.time()
+        traceparent = tracing.current_traceparent()  # the dispatcher's API call continues this trace
         enqueue(uow, [{
             "processor": self.name, "idempotency_key": idempotency_key(self.name, event.dedup_key, c.purpose),
             "kind": c.kind, "payload": json.dumps(c.payload()), "order_key": c.order_key,
             "deadline": c.deadline.timestamp() if c.deadline is not None else None, "due_at": now,
             "origin_topic": event.topic, "origin_partition": event.partition, "origin_offset": event.offset,
-            "dedup_key": event.dedup_key,
+            "dedup_key": event.dedup_key, "traceparent": traceparent,
         } for c in ctx.commands])
         self._batch_commands += len(ctx.commands)
 
@@ -443,6 +482,7 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 — classified, logged, retried below
                 self._batch_commands = 0
                 self._batch_failed(manager, staged, exc)
+                _end_spans(staged, "ledger batch failed")
                 return
             if self._batch_commands and self._dispatcher is not None:
                 self._dispatcher.wake()  # committed: the commands may leave now
@@ -450,6 +490,7 @@ class Runtime:
         for item in staged:
             self._finish(item)
         self._commit()
+        _end_spans(staged)
 
     def _batch_failed(self, manager: Any, staged: list[_Staged], exc: Exception) -> None:
         """The batch did not commit: none of its effects exist, so re-read its records later."""
@@ -547,6 +588,18 @@ class Runtime:
                 continue
             metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(max(0, high - position))
             self._lag_labels.add(tp)
+
+
+def _end_spans(staged: list[_Staged], failed: str | None = None) -> None:
+    for item in staged:
+        span = item.span
+        if span is not None:
+            span.set_attribute("hookstream.outcome", item.outcome)
+            if failed is not None:
+                tracing.fail(span, failed)
+            else:
+                span.add_event("committed")  # the ledger transaction, then the offset
+            span.end()
 
 
 def _names(tps: list[TopicPartition]) -> list[str]:

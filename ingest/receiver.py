@@ -208,9 +208,14 @@ class Receiver:
 
     async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
                                 timeout: float, answer: bytes) -> Response:
-        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool."""
+        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool.
+
+        A record acknowledged after its timeout is already on Kafka: the forwarder then skips its spooled copy.
+        """
         try:
-            published = await self._publish(topic, body, key, headers, timeout)
+            published = await self._publish(
+                topic, body, key, headers, timeout,
+                late_ack=functools.partial(self.spool.acknowledged_late, topic, key, body))
         except PublishError as exc:
             record = SpooledRecord(topic, key, body, headers + [(h.SPOOLED, b"1")])
             try:
@@ -286,13 +291,13 @@ class Receiver:
         return Response(payload.encode(), status_code=400, media_type=JSON)
 
     async def _publish_traced(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
-                              timeout: float) -> Any:
+                              timeout: float, late_ack: Callable[[], None] | None = None) -> Any:
         """`Publisher.publish` as a PRODUCER span: how long the broker took to acknowledge, and where."""
         assert self._tracer is not None
         with self._tracer.start_as_current_span(f"send {topic}", kind=tracing.kind("PRODUCER"), attributes={
             "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic,
         }) as span:
-            published = await self.publisher.publish(topic, value, key, headers, timeout)
+            published = await self.publisher.publish(topic, value, key, headers, timeout, late_ack)
             span.set_attribute("messaging.destination.partition.id", str(published.partition))
             span.set_attribute("messaging.kafka.offset", published.offset)
             return published

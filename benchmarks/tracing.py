@@ -7,6 +7,8 @@ Targets, one local Kafka broker, the same bodies as benchmarks/ingest.py, measur
   sampled-out  the same with OTEL_TRACES_SAMPLER=always_off: context made and propagated, nothing recorded
 Per target: requests/s, p50/p99, and CPU µs per request of the receiver's process tree (exporter thread
 included) from /proc. The sink answers 200 without decoding, so its own CPU is not the receiver's.
+Then, in this process and so steadier on a shared machine: the CPU of one request's tracing work alone
+(the receiver's spans, events and header, batch export included), N times, off / on / sampled-out.
 
 Usage: python benchmarks/tracing.py [--seconds 10] [--rounds 3] [--connections 64] [--no-write]
 Needs wrk (apt-get install wrk) and the tracing extra (pip install -e ".[tracing]").
@@ -15,10 +17,12 @@ Needs wrk (apt-get install wrk) and the tracing extra (pip install -e ".[tracing
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from harness import load_average, wrk
 from ingest import KEY, PARTITIONS, PATH, Target, bodies, lua_script, median, span, start, stop
 from report import write_section
 
+from hookstream import tracing
 from hookstream.broker import LocalBroker
 from hookstream.kafka import ensure_topics
 from hookstream.schemas.routing import TOPICS
@@ -80,7 +85,47 @@ def targets(bootstrap: str, work: Path, sink: Sink) -> list[Target]:
                 **endpoint, "OTEL_TRACES_SAMPLER": "always_off"})]
 
 
-def markdown(ts: list[Target], args: argparse.Namespace, command: str, loads: str, sink: Sink) -> str:
+def request_work(tracer: Any, incoming: dict[str, str]) -> list[tuple[str, bytes]]:
+    """What the receiver does for tracing per published webhook (ingest/receiver.py), without the I/O."""
+    if tracer is None:  # off: the receiver's `self._tracer is None` tests, and nothing else
+        return []
+    with tracer.start_as_current_span("POST /webhooks/cryptomate", context=tracing.extract(incoming),
+                                      kind=tracing.kind("SERVER"),
+                                      attributes={"http.request.method": "POST", "url.path": PATH}) as span:
+        span.add_event("authenticated")
+        headers = tracing.record_headers(span)
+        span.add_event("validated", {"hookstream.product": "cards", "hookstream.event_type": "cleared",
+                                     "hookstream.operation_id": "op-1"})
+        span.add_event("published", {"messaging.destination.name": "t.cryptomate.cards.transactions",
+                                     "messaging.destination.partition.id": "3", "messaging.kafka.offset": 12345})
+        span.set_attribute("http.response.status_code", 200)
+    return headers
+
+
+def micro(sink: Sink, n: int) -> dict[str, float]:
+    """CPU µs per request of `request_work` (all threads of this process, so the batch export counts)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+    assert tracing.configure("bench")
+    tracers = {"off": None, "on": tracing.tracer("bench"),
+               "sampled-out": TracerProvider(sampler=ALWAYS_OFF).get_tracer("bench")}
+    result: dict[str, list[float]] = {name: [] for name in tracers}
+    for _ in range(5):  # interleaved rounds, the median kept
+        for name, tracer in tracers.items():
+            cpu = time.process_time()
+            for _ in range(n):
+                request_work(tracer, {})
+            if name == "on":
+                tracing._provider.force_flush()
+            result[name].append((time.process_time() - cpu) / n * 1e6)
+    tracing.shutdown()
+    return {name: sorted(values)[len(values) // 2] for name, values in result.items()}
+
+
+def markdown(ts: list[Target], args: argparse.Namespace, command: str, loads: str, sink: Sink,
+             cpu: dict[str, float]) -> str:
     off = median(ts[0].runs, "server_cpu_us")
     rows = []
     for t in ts:
@@ -98,9 +143,13 @@ The OTLP sink received {sink.requests:,} export requests ({sink.bytes / 2**20:,.
 {chr(10).join(rows)}
 
 Off is the default: `tracing.tracer()` is None, the request path tests `is None` a few times and
-OpenTelemetry is never imported. On adds a SERVER span with three events, a PRODUCER child span, the
-`traceparent` record header and the batch export; sampled-out still parses/creates the context and the
-header but records and exports nothing."""
+OpenTelemetry is never imported. On adds a SERVER span with three events (authenticated, validated,
+published), the `traceparent` record header and the batch export; sampled-out still parses/creates the context and the
+header but records and exports nothing.
+
+The tracing work alone, in one process ({args.micro:,} requests' worth per round, 5 interleaved rounds, median
+CPU µs per request, export thread included): off **{cpu["off"]:.2f}**, on **{cpu["on"]:.1f}**, sampled-out
+**{cpu["sampled-out"]:.1f}**."""
 
 
 def main() -> None:
@@ -109,11 +158,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--micro", type=int, default=20000, help="Requests' worth of tracing work per round.")
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
     args = parser.parse_args()
+    command = " ".join(["python benchmarks/tracing.py", *sys.argv[1:]])
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    command = " ".join(["python benchmarks/tracing.py", *sys.argv[1:]])
     work = Path(tempfile.mkdtemp(prefix="hookstream-bench-tracing-"))
     sink = Sink()
     broker = LocalBroker(heap="1g")
@@ -144,13 +194,18 @@ def main() -> None:
         for t in ts:
             stop(t)
         broker.remove()
-        sink.close()
     if sink.requests == 0:
         sys.exit(f"the traced receivers exported nothing; logs in {work}")
-    body = markdown(ts, args, command, " → ".join(loads), sink)
+    exported = sink.requests
+    cpu = micro(sink, args.micro)
+    print(f"in-process CPU µs/request: {cpu}", flush=True)
+    if sink.requests == exported:
+        sys.exit("the in-process tracer exported nothing")
+    body = markdown(ts, args, command, " → ".join(loads), sink, cpu)
     print(body)
     if not args.no_write:
         write_section("tracing", body)
+    sink.close()
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -292,15 +292,13 @@ class Receiver:
 
     async def _publish_traced(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
                               timeout: float, late_ack: Callable[[], None] | None = None) -> Any:
-        """`Publisher.publish` as a PRODUCER span: how long the broker took to acknowledge, and where."""
-        assert self._tracer is not None
-        with self._tracer.start_as_current_span(f"send {topic}", kind=tracing.kind("PRODUCER"), attributes={
-            "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic,
-        }) as span:
-            published = await self.publisher.publish(topic, value, key, headers, timeout, late_ack)
-            span.set_attribute("messaging.destination.partition.id", str(published.partition))
-            span.set_attribute("messaging.kafka.offset", published.offset)
-            return published
+        """`Publisher.publish`, then a `published` event: where the record is; the time since `validated` is
+        the broker's acknowledgement. An event, not a child span: a span costs about twice as much (benchmarks)."""
+        published = await self.publisher.publish(topic, value, key, headers, timeout, late_ack)
+        tracing.current_span().add_event("published", {
+            "messaging.destination.name": topic, "messaging.destination.partition.id": str(published.partition),
+            "messaging.kafka.offset": published.offset})
+        return published
 
     def _unavailable(self, product: str, event_type: str, exc: Exception) -> Response:
         metrics.webhooks_failed.labels(product, event_type, "broker_unavailable").inc()

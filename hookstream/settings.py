@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HOOKSTREAM_"
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+# Kafka's default record limit (producer max.request.size, broker message.max.bytes) is 1 MiB; a webhook
+# body must leave room for the metadata headers (quarantine error text, trace ids) beside it.
+MAX_RECORD_BODY_BYTES = 960 * 1024
 
 
 def _split_csv(value: object) -> object:
@@ -84,7 +87,11 @@ class Settings(BaseSettings):
     request_timestamp_window_s: float = Field(
         300.0, ge=0, description="Reject X-Request-Timestamp further than this from now; 0 disables."
     )
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger webhook bodies get 413.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=MAX_RECORD_BODY_BYTES,
+        description="Larger webhook bodies get 413 (at most 960 KiB: the body and its headers must fit one "
+        "Kafka record, 1 MiB by default).",
+    )
     delivery_timeout_s: float = Field(
         10.0, gt=0, description="How long a webhook waits for the broker's ack before 503."
     )

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HOOKSTREAM_"
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+# Kafka's default record limit (producer max.request.size, broker message.max.bytes) is 1 MiB; a webhook
+# body must leave room for the metadata headers (quarantine error text, trace ids) beside it.
+MAX_RECORD_BODY_BYTES = 960 * 1024
 
 
 def _split_csv(value: object) -> object:
@@ -84,7 +87,11 @@ class Settings(BaseSettings):
     request_timestamp_window_s: float = Field(
         300.0, ge=0, description="Reject X-Request-Timestamp further than this from now; 0 disables."
     )
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger webhook bodies get 413.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=MAX_RECORD_BODY_BYTES,
+        description="Larger webhook bodies get 413 (at most 960 KiB: the body and its headers must fit one "
+        "Kafka record, 1 MiB by default).",
+    )
     delivery_timeout_s: float = Field(
         10.0, gt=0, description="How long a webhook waits for the broker's ack before 503."
     )
@@ -119,6 +126,18 @@ class Settings(BaseSettings):
     # --- Ledger ----------------------------------------------------------------------------
     database_url: str = Field(
         "sqlite:///var/hookstream.db", description="SQLAlchemy URL: SQLite file or postgresql+psycopg://…"
+    )
+    database_pool_size: int = Field(5, ge=1, description="Connections each process keeps open to the ledger.")
+    database_pool_max_overflow: int = Field(10, ge=0, description="Extra connections opened under a burst.")
+    database_pool_timeout_s: float = Field(
+        10.0, gt=0, description="Wait for a free pooled connection before the unit of work is retried."
+    )
+    database_lock_timeout_ms: int = Field(
+        10_000, ge=1, description="A row/database lock wait gives up after this (Postgres lock_timeout, "
+        "SQLite busy_timeout); the unit of work is then retried."
+    )
+    database_statement_timeout_ms: int = Field(
+        30_000, ge=0, description="Postgres statement_timeout (0: none); a statement past it is retried."
     )
 
     # --- CryptoMate API --------------------------------------------------------------------

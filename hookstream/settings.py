@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(
         30.0, gt=0, description="A claimed outbox command is re-sent (same key) if not settled by then."
     )
+    outbox_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Settled outbox commands (sent, expired, dead) are deleted after this."
+    )
 
     # --- Operations ------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -66,6 +67,9 @@ WHERE id IN (
 RETURNING id, processor, kind, payload, idempotency_key, order_key, deadline, attempts, first_failed_at,
           origin_topic, origin_partition, origin_offset, dedup_key, traceparent
 """
+
+
+SETTLED = ("sent", "expired", "dead")
 
 
 class Outbox:
@@ -140,6 +144,19 @@ class Outbox:
             if slots:
                 conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
             return slots
+
+    def purge(self, processor: str, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` of `processor`'s settled commands finished before `finished_before`.
+
+        Pending commands are never touched; an event's redelivery is stopped by its inbox claim, so a
+        purged command is not enqueued again.
+        """
+        settled = (select(outbox.c.id)
+                   .where(outbox.c.processor == processor, outbox.c.status.in_(SETTLED),
+                          outbox.c.finished_at < finished_before)
+                   .order_by(outbox.c.id).limit(limit).scalar_subquery())
+        with self.ledger.unit_of_work() as uow:
+            return uow.connection.execute(delete(outbox).where(outbox.c.id.in_(settled))).rowcount
 
     def counts(self, processor: str | None = None) -> dict[str, int]:
         """Commands by status (for health and tests)."""

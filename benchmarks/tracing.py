@@ -147,7 +147,8 @@ The OTLP sink received {sink.requests:,} export requests ({sink.bytes / 2**20:,.
 Off is the default: `tracing.tracer()` is None, the request path tests `is None` a few times and
 OpenTelemetry is never imported. On adds a SERVER span with three events (authenticated, validated,
 published), the `traceparent` record header and the batch export; sampled-out still parses/creates the context and the
-header but records and exports nothing.
+header but records and exports nothing. On a machine this loaded, req/s and latency swing between rounds;
+the CPU column and the in-process figure below are the ones to compare.
 
 The tracing work alone, in one process ({args.micro:,} requests' worth per round, 5 interleaved rounds, median
 CPU µs per request, export thread included): off **{cpu["off"]:.2f}**, on **{cpu["on"]:.1f}**, sampled-out

@@ -87,7 +87,7 @@ def test_promql_names_only_declared_metrics_and_their_labels(expr):
     names = metric_names(query)
     assert names, f"{expr.where}: selects no metric"
     labels = label_names(query)
-    allowed = {"le", "job", "instance", "namespace", "pod"}
+    allowed = {"le", "job", "instance", "namespace", "pod", "processor"}  # processor: a target label too
     for name in names:
         if name in SCRAPE_METRICS:
             continue

@@ -6,6 +6,7 @@ import importlib
 from importlib.metadata import EntryPoint, entry_points
 
 from hookstream.processors.base import Processor
+from hookstream.settings import ConfigError
 
 GROUP = "hookstream.processors"
 
@@ -14,8 +15,8 @@ class ProcessorNotFound(LookupError):
     """No registered processor by that name, and not an importable `module:Class`."""
 
 
-class DuplicateProcessor(ProcessorNotFound):
-    """Two installed distributions register the same processor name: neither is loaded."""
+class DuplicateProcessor(ConfigError):
+    """Two installed distributions register the same processor name: neither is loaded (every verb: exit 2)."""
 
 
 def _entries() -> dict[str, EntryPoint]:

@@ -41,7 +41,7 @@ def _copy_of_deploy(tmp_path: Path) -> Path:
 
 
 def test_a_registered_processor_appears_in_every_rendered_file_and_check_says_which_are_stale(tmp_path):
-    plugin = install_plugin(tmp_path / "site", "refunds-plugin", {"refunds_plugin": EXTRA},
+    plugin = install_plugin(tmp_path / "site", "refunds-plugin", {"refunds_plugin.py": EXTRA},
                             {"refunds": "refunds_plugin:Refunds"})
     env = env_with(plugin)
     root = _copy_of_deploy(tmp_path)

@@ -8,8 +8,10 @@ from string import Template
 
 from hookstream.processors.base import Processor
 
-GENERATED = "# Rendered by `hookstream deploy render` from the processor registry: edit the template in hookstream/manifests.py.\n"
-COMPOSE_BEGIN = "  # --- processors: rendered by `hookstream deploy render` from the processor registry; do not edit ---\n"
+GENERATED = ("# Rendered by `hookstream deploy render` from the processor registry: "
+             "edit the template in hookstream/manifests.py.\n")
+COMPOSE_BEGIN = ("  # --- processors: rendered by `hookstream deploy render` from the processor registry; "
+                 "do not edit ---\n")
 COMPOSE_END = "  # --- end of rendered processors ---\n"
 METRICS_PORT = 9100  # HOOKSTREAM_PROCESSOR_HTTP_PORT in deploy/k8s/base/configmap.yaml and compose.yaml
 LAG_EXPORTER = "lag-exporter:9308"
@@ -234,7 +236,8 @@ COMPOSE_SERVICE = Template("""\
         condition: service_started
     healthcheck:
       <<: *http-health
-      test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/healthz', timeout=2)"]
+      test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/healthz', \
+timeout=2)"]
 
 """)
 

@@ -9,23 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from fixtures.plugins import env_with, hookstream, install_plugin
+from fixtures.plugins import env_with, hookstream, install_refunds
 from hookstream import manifests
 from hookstream.processors.registry import load_all, registered
 from test_deploy.exprs import DASHBOARD, REPO
-
-EXTRA = '''\
-"""A processor from outside hookstream."""
-from hookstream.processors.base import Processor
-
-
-class Refunds(Processor):
-    name = "refunds"
-    topics = ("cryptomate.unrouted",)
-
-    def handle(self, event, ctx):
-        pass
-'''
 
 
 def test_the_checked_in_deploy_files_are_what_the_registry_renders():
@@ -41,8 +28,7 @@ def _copy_of_deploy(tmp_path: Path) -> Path:
 
 
 def test_a_registered_processor_appears_in_every_rendered_file_and_check_says_which_are_stale(tmp_path):
-    plugin = install_plugin(tmp_path / "site", "refunds-plugin", {"refunds_plugin.py": EXTRA},
-                            {"refunds": "refunds_plugin:Refunds"})
+    plugin = install_refunds(tmp_path / "site")
     env = env_with(plugin)
     root = _copy_of_deploy(tmp_path)
 

@@ -5,24 +5,11 @@ from __future__ import annotations
 import re
 import signal
 
-from fixtures.plugins import env_with, install_plugin
-
-EXTRA = '''\
-from hookstream.processors.base import Processor
-
-
-class Refunds(Processor):
-    name = "refunds"
-    topics = ("cryptomate.unrouted",)
-
-    def handle(self, event, ctx):
-        pass
-'''
+from fixtures.plugins import env_with, install_refunds
 
 
 def test_dev_starts_a_processor_another_package_registered(processes, kafka_bootstrap, tmp_path):
-    site = install_plugin(tmp_path / "site", "refunds-plugin", {"refunds_plugin.py": EXTRA},
-                          {"refunds": "refunds_plugin:Refunds"})
+    site = install_refunds(tmp_path / "site")
     proc = processes.start(["dev", "--no-scenario", "--kafka-bootstrap", kafka_bootstrap,
                             "--run-dir", str(tmp_path / "run")], env_with(site), name="dev",
                            ready_text="hookstream dev ready", timeout=240)

@@ -250,14 +250,18 @@ def deploy_render(root: Path, check: bool) -> None:
     from hookstream.processors.registry import load_all
 
     processors = load_all()
-    if check:
-        stale = manifests.stale(root, processors)
-        if stale:
-            raise click.ClickException(f"out of date with the processor registry: {', '.join(map(str, stale))} "
-                                       "(run `hookstream deploy render`)")
-        click.echo(f"up to date: {len(processors)} processors ({', '.join(processors)})")
-        return
-    for path, text in manifests.render(root, processors).items():
+    try:
+        if check:
+            stale = manifests.stale(root, processors)
+            if stale:
+                raise click.ClickException(f"out of date with the processor registry: {', '.join(map(str, stale))} "
+                                           "(run `hookstream deploy render`)")
+            click.echo(f"up to date: {len(processors)} processors ({', '.join(processors)})")
+            return
+        rendered = manifests.render(root, processors)
+    except manifests.RenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path, text in rendered.items():
         (root / path).write_text(text)
         click.echo(str(path))
 

@@ -290,6 +290,8 @@ def compose_yaml(processors: Mapping[str, type[Processor]], current: str) -> str
 
 def render(root: Path, processors: Mapping[str, type[Processor]]) -> dict[Path, str]:
     """Every file under `root` that names processors → its content for `processors`."""
+    if not (root / COMPOSE).is_file():
+        raise RenderError(f"{root / COMPOSE} not found: --root must be a hookstream checkout (its deploy/ folder)")
     return {
         K8S_PROCESSORS: processors_yaml(processors),
         K8S_SCALERS: scalers_yaml(processors),

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(30.0, gt=0, description="Retry delay cap.")
     retry_max_attempts: int = Field(8, ge=1, description="Attempts before a record is dead-lettered.")
     dlq_max_replays: int = Field(3, ge=1, description="Replays of one record before replay refuses it.")
+    processor_start_timeout_s: float = Field(
+        300.0, gt=0, description="How long a starting processor waits for its broker and ledger, retrying, "
+        "before it exits 1.")
     processor_http_port: int = Field(0, ge=0, description="Processor /healthz + /metrics port (0: random).")
     processor_http_host: str = Field(
         "127.0.0.1", description="Interface for the processor's HTTP port (0.0.0.0 in a container)."

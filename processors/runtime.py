@@ -177,10 +177,10 @@ class Runtime:
         """Connect to the ledger and the broker, waiting (with the retry backoff) while either is down.
 
         A process started before its broker or its database, or beside a busy SQLite ledger, waits
-        and keeps trying rather than exiting; only a permanent problem (a schema needing
-        `hookstream db upgrade`, bad settings) ends it.
+        and keeps trying rather than exiting, for HOOKSTREAM_PROCESSOR_START_TIMEOUT_S; only that bound
+        or a permanent problem (a schema needing `hookstream db upgrade`, bad settings) ends it.
         """
-        attempt = 0
+        attempt, give_up_at = 0, self.clock() + self.settings.processor_start_timeout_s
         while not self._stopping:
             attempt += 1
             producer = None
@@ -196,8 +196,8 @@ class Runtime:
                 if producer is not None:
                     producer.close(timeout=1)
                 failure = classify_error(exc)
-                if not failure.transient:
-                    raise
+                if not failure.transient or self.clock() >= give_up_at:
+                    raise  # HOOKSTREAM_PROCESSOR_START_TIMEOUT_S is up: the CLI makes it one line, exit 1
                 delay = self.backoff.delay(min(attempt, 8))
                 self.log.warning("processor.start_waiting", error_type=failure.error_type, error=failure.message,
                                  attempt=attempt, retry_in_s=round(delay, 3))

@@ -43,7 +43,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {"max_poll_records": 2000, "fetch_max_wait_m
 IDLE_POLL_S = 0.5  # longest poll wait: bounds how late SIGTERM and finished offsets are noticed
 MAX_IN_FLIGHT = 10_000  # records fetched and not finished (parked keys' queues included): pause fetching
 PARKED_STUCK_S = 60.0  # a parked key this far past its resume time makes /healthz report unhealthy
-POSTGRES_LANES = 4  # default lanes on Postgres (docs/benchmarks.md); SQLite has one writer: 1
+POSTGRES_LANES = 8  # default lanes on Postgres: docs/benchmarks.md (more lanes, more connections); SQLite: 1
 
 
 def default_api_factory(settings: Settings) -> Any:

@@ -101,31 +101,3 @@ def test_a_failing_key_parks_while_99_other_keys_in_its_partition_finish_and_com
     wait_until(lambda: committed(s).get(0) == total, "the commit to reach the end of the partition", 30)
     assert running.outcome("dead_lettered") == 1
 
-
-def test_sigkill_under_32_lanes_never_committed_past_an_unfinished_offset_and_restart_applies_once(
-        ledger_settings: Settings, start_sample, tmp_path: Path) -> None:
-    s = ledger_settings
-    feed = Feed(s)
-    ops = [f"kill-{i}" for i in range(600)]
-    for i, op in enumerate(ops):
-        feed.send(deposit(op, wallet=f"wal_{i % 50}", test="slow:0.002"))
-    feed.close()
-
-    first = start_sample(s, name="first", **LANES)
-    wait_until(lambda: len(effects(s.database_url)) >= 100 and sum(committed(s).values()) > 0,
-               "the first process to be mid-stream with offsets committed", 90)
-    first.proc.kill()  # SIGKILL: no drain, no commit of what is in hand
-    at_kill = committed(s)
-    handled = _inbox_offsets(s.database_url)
-    assert len(effects(s.database_url)) < len(ops), "the process finished before it could be killed"
-    for partition, point in at_kill.items():
-        missing = set(range(point)) - handled.get(partition, set())
-        assert not missing, f"committed {point} on partition {partition} past unfinished {sorted(missing)[:5]}"
-
-    start_sample(s, name="second", **LANES)
-    wait_until(lambda: all(effects(s.database_url)[sample_key(op)] == 1 for op in ops),
-               "every effect after the restart", 120)
-    wait_until(lambda: sum(committed(s).values()) == len(ops), "offsets of every event committed", 30)
-    got = effects(s.database_url)
-    assert {k: n for k, n in got.items() if n != 1} == {}
-    assert set(got) == {sample_key(op) for op in ops}

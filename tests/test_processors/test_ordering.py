@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from hookstream.settings import Settings
 from test_processors.conftest import (
     Feed, attempts, committed, deposit, effects, query, sample_key, wait_until,
@@ -101,3 +103,19 @@ def test_a_failing_key_parks_while_99_other_keys_in_its_partition_finish_and_com
     wait_until(lambda: committed(s).get(0) == total, "the commit to reach the end of the partition", 30)
     assert running.outcome("dead_lettered") == 1
 
+
+
+def test_a_lane_stuck_on_one_record_makes_healthz_fail_while_the_poll_loop_runs(
+        settings: Settings, start_sample, tmp_path: Path) -> None:
+    running = start_sample(settings)
+    feed = Feed(settings)
+    feed.send(deposit("hangs", wallet="wal_h", test="slow:60"), partition=0)
+    feed.close()
+
+    def healthz() -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{running.port}/healthz", timeout=5)
+
+    wait_until(lambda: any(op == "hangs" for op, *_ in attempts(tmp_path)), "the handler to start", 30)
+    assert healthz().status_code == 200
+    stuck = wait_until(lambda: (r := healthz()).status_code == 503 and r, "/healthz to report the stuck lane", 60)
+    assert "stuck" in stuck.text and ":0@0" in stuck.text

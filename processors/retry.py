@@ -61,14 +61,17 @@ def next_retry(
 
     "expired" when the retry would start after the event's deadline (`deadline_in_s` from now);
     "dead_letter" when the failure is permanent, the attempts are used up, or the retry would
-    start more than `budget_s` after the first failure.
+    start more than `budget_s` after the first failure. Deadline-bound work (a 3DS answer) is
+    retried until its deadline, whatever the attempt count: a long API outage ends in "expired"
+    only once the answer can no longer count, never in a dead letter while it still could.
     """
     if not failure.transient:
         return "dead_letter", now
     delay = backoff.delay(attempts, failure.retry_after)
-    if deadline_in_s is not None and delay > deadline_in_s:
-        return "expired", now
-    if attempts >= backoff.max_attempts:
+    if deadline_in_s is not None:
+        if delay > deadline_in_s:
+            return "expired", now
+    elif attempts >= backoff.max_attempts:
         return "dead_letter", now
     if budget_s is not None and now + delay - first_failed_at > budget_s:
         return "dead_letter", now

@@ -95,6 +95,17 @@ def test_next_retry_gives_up_on_attempts_budget_and_deadline() -> None:
     assert next_retry(backoff, rate_limited, 1, now, now, deadline_in_s=10.0)[0] == "expired"
 
 
+
+def test_deadline_bound_work_is_retried_until_its_deadline_not_until_an_attempt_count() -> None:
+    # A 3DS answer during a long API outage: past the attempt count, still worth sending while in time.
+    backoff = Backoff(1.0, 30.0, 3, rand=lambda: 0.0)
+    transient = classify_error(TimeoutError())
+    now = 1000.0
+    assert next_retry(backoff, transient, 8, now - 120, now, deadline_in_s=180.0) == ("retry", now + 30.0)
+    assert next_retry(backoff, transient, 8, now - 290, now, deadline_in_s=10.0)[0] == "expired"
+    assert next_retry(backoff, transient, 8, now - 120, now)[0] == "dead_letter", "no deadline: the count"
+
+
 def test_dead_letter_headers_keep_the_original_ones_and_replay_strips_them_again() -> None:
     original = [(h.DEDUP_KEY, b"k"), (h.RECEIVED_AT, b"1"), (h.REPLAY_COUNT, b"1")]
     failure = classify_error(PermanentError("nope"))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,6 +51,9 @@ class StackOptions:
     generation: str = "B"
     kafka_bootstrap: str | None = None  # an existing broker; None starts one
     topic_prefix: str = ""
+    database_url: str | None = None  # an existing database (e.g. Postgres); None: SQLite in run_dir
+    seed: dict[str, Any] = field(default_factory=lambda: SEED)  # merged into the sandbox's built-in seed
+    links: list[list[str]] = field(default_factory=lambda: LINKS)  # `hookstream ledger link` arguments
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        if self.options.database_url:
+            return self.options.database_url
         return f"sqlite:///{(self.options.run_dir / 'ledger.db').resolve()}"
 
     def settings(self) -> Settings:
@@ -118,7 +124,7 @@ class Stack:
         upgrade = sup.start("db-upgrade", ["db", "upgrade"])
         sup.run("topics", ["topics", "create"], timeout=READY_S)
         self._finish(upgrade)
-        links = [sup.start(f"link-{i}", ["ledger", "link", *args]) for i, args in enumerate(LINKS)]
+        links = [sup.start(f"link-{i}", ["ledger", "link", *args]) for i, args in enumerate(self.options.links)]
 
         policy = AUTHORIZATION_POLICY if policy_available() else STATIC_POLICY
         if policy == STATIC_POLICY:
@@ -140,12 +146,12 @@ class Stack:
             self._finish(link)
         sup.wait_ready(sandbox, url=f"http://127.0.0.1:{self.sandbox_port}/_sandbox/healthz", timeout=READY_S,
                        should_stop=self.should_stop)
-        seeded = httpx.post(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/seed?replace=false", json=SEED,
+        seeded = httpx.post(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/seed?replace=false", json=self.options.seed,
                             timeout=10.0)
         if seeded.status_code != 200:
             raise ChildFailed(f"sandbox seed answered {seeded.status_code}: {seeded.text[:300]}")
         self.echo(f"seeded sandbox: {seeded.json()['cards']} cards; ledger links: "
-                  f"{', '.join(' '.join(a[:2]) for a in LINKS)} → {LINKS[0][3]}")
+                  f"{', '.join(' '.join(a[:2]) for a in self.options.links)}")
         sup.wait_ready(receiver, url=f"http://127.0.0.1:{self.receiver_port}/readyz", timeout=READY_S,
                        should_stop=self.should_stop)
         for worker in workers:

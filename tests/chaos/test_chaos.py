@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -29,7 +30,7 @@ FULL = EVENTS >= 20_000
 RATE = float(os.environ.get("HOOKSTREAM_CHAOS_RATE", "40" if FULL else "12"))  # events/s asked of the sandbox
 API_OUTAGE_S = float(os.environ.get("HOOKSTREAM_CHAOS_API_OUTAGE_S", "60" if FULL else "10"))
 BROKER_OUTAGE_S = 10.0 if FULL else 3.0
-ACCOUNTS = 4
+ACCOUNTS = 8 if FULL else 4  # one stream thread per account
 VELOCITY_CARDS = 12 if FULL else 3
 # Where the JSON report goes; "{backend}" is replaced by sqlite/postgres (reports/ is git-ignored).
 REPORT = os.environ.get("HOOKSTREAM_CHAOS_REPORT", str(Path(__file__).parents[2] / "reports" / "chaos-{backend}.json"))
@@ -105,6 +106,9 @@ def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_re
     path = Path(REPORT.replace("{backend}", backend))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
+    logs = path.with_name(f"{path.stem}-logs")  # every process's output, kept beside the report
+    shutil.rmtree(logs, ignore_errors=True)
+    shutil.copytree(tmp_path / "run" / "logs", logs)
     print("\n" + summary(report) + f" report={path}")
 
     assert chaos.faults and [f.name for f in chaos.faults] == [
@@ -174,7 +178,7 @@ def settle_and_count(chaos: Chaos, stream: Stream, cast: Cast) -> dict[str, Any]
         responses = sandbox.get("/_sandbox/3ds-responses").json()
         state = sandbox.get("/_sandbox/state").json()
         report: dict[str, Any] = {"stream_errors": sent.errors[:20]}
-        report["deliveries"], answered = count_deliveries(deliveries, model)
+        report["deliveries"], answered = count_deliveries(deliveries, model, chaos.faults)
         report["decisions"] = count_decisions(deliveries)
         report["kafka"], report["dlq"] = count_kafka(chaos, answered)
         report["ledger"] = count_ledger(ledger, model, expected_books)
@@ -214,7 +218,13 @@ def _identity(event_type: Any, operation_id: Any, status: Any) -> tuple[str, str
     return (str(event_type).lower(), str(operation_id), str(status).lower())
 
 
-def count_deliveries(deliveries: list[dict[str, Any]], model: Any) -> tuple[dict[str, Any], set[tuple]]:
+def _window(at: float, faults: list[Any], grace_s: float = 5.0) -> str:
+    """The fault an attempt at `at` (epoch) fell into, give or take `grace_s`; "none" outside every fault."""
+    return next((f.name for f in faults if f.started - grace_s <= at <= f.ended + grace_s), "none")
+
+
+def count_deliveries(deliveries: list[dict[str, Any]], model: Any,
+                     faults: list[Any]) -> tuple[dict[str, Any], set[tuple]]:
     by_event: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for d in deliveries:
         by_event[d["event_id"]].append(d)
@@ -232,6 +242,9 @@ def count_deliveries(deliveries: list[dict[str, Any]], model: Any) -> tuple[dict
     return ({"events": len(by_event), "attempts": len(deliveries), "extra_copies": copies,
              "duplicate_share": round(copies / max(1, len(by_event)), 4),
              "statuses": dict(Counter(str(d["http_status"] or d["outcome"]) for d in deliveries)),
+             "failed_attempts": {f"{p} {o} during {w}": n for (p, o, w), n in sorted(Counter(
+                 (d["policy"], str(d["http_status"] or d["outcome"]), _window(d["sent_at_epoch"], faults))
+                 for d in deliveries if not _answered(d)).items())},
              "regular_given_up": given_up["regular"], "authorization_unanswered": given_up["authorization"],
              "no_retry_unanswered": given_up["no_retry"]}, answered)
 

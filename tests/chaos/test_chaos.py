@@ -19,7 +19,6 @@ from sqlalchemy import select
 
 from chaos.harness import Chaos, read_all
 from chaos.stream import SIMULATE_KEY, Cast, Stream
-from hookstream.broker import LocalBroker
 from hookstream.dev.scenario import API_KEY
 from hookstream.ledger import Ledger
 from hookstream.ledger.schema import card_links, holds, outbox, postings, treasury_movements, unmatched_events
@@ -39,17 +38,6 @@ API_PATHS = ["/cards/virtual-cards/"]  # what processors call: 3DS answers, virt
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-@pytest.fixture
-def chaos_broker() -> Any:
-    """A broker of its own: the run restarts it (the session's broker stays up for other tests)."""
-    broker = LocalBroker(heap="384m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.remove()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def chaos_database(request: pytest.FixtureRequest) -> str | None:
     """None: the stack's SQLite file in its run directory; else a fresh Postgres database."""
@@ -58,11 +46,11 @@ def chaos_database(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.mark.timeout(int(900 + EVENTS / RATE * 3))
 def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_receiver_faults(
-        chaos_broker, chaos_database, tmp_path, monkeypatch):
+        own_broker, chaos_database, tmp_path, monkeypatch):
     monkeypatch.setenv("HOOKSTREAM_AUTO_UNBLOCK", "true")  # card-status sends unblock commands too
     backend = "sqlite" if chaos_database is None else "postgres"
     cast = Cast(ACCOUNTS, VELOCITY_CARDS)
-    chaos = Chaos(tmp_path / "run", chaos_broker, chaos_database, cast.seed(), cast.links(),
+    chaos = Chaos(tmp_path / "run", own_broker, chaos_database, cast.seed(), cast.links(),
                   lambda line: print(line, flush=True))
     started = time.time()
     try:
@@ -100,7 +88,7 @@ def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_re
                   broker_outage_s=BROKER_OUTAGE_S,
                   faults=[{"name": f.name, "at": round(f.started - started, 1),
                            "took_s": round(f.ended - f.started, 1)} for f in chaos.faults])
-    report["secrets_in_logs"] = scan_logs(tmp_path / "run" / "logs", [chaos_broker.log_path],
+    report["secrets_in_logs"] = scan_logs(tmp_path / "run" / "logs", [own_broker.log_path],
                                           [chaos.stack.webhook_key, API_KEY, SIMULATE_KEY],
                                           set(stream.sent.challenges))
     path = Path(REPORT.replace("{backend}", backend))

@@ -124,7 +124,10 @@ class Stack:
         upgrade = sup.start("db-upgrade", ["db", "upgrade"])
         sup.run("topics", ["topics", "create"], timeout=READY_S)
         self._finish(upgrade)
-        links = [sup.start(f"link-{i}", ["ledger", "link", *args]) for i, args in enumerate(self.options.links)]
+        # One after another: SQLite has one writer, so concurrent link commands only queue on its lock
+        # (and on a busy machine some gave up with "database is locked" after the busy timeout).
+        for i, args in enumerate(self.options.links):
+            self._finish(sup.start(f"link-{i}", ["ledger", "link", *args]))
 
         policy = AUTHORIZATION_POLICY if policy_available() else STATIC_POLICY
         if policy == STATIC_POLICY:
@@ -142,8 +145,6 @@ class Stack:
         workers = [sup.start(p, ["process", p], env={"HOOKSTREAM_PROCESSOR_HTTP_PORT": str(ports[p])})
                    for p in self.processors]
 
-        for link in links:
-            self._finish(link)
         sup.wait_ready(sandbox, url=f"http://127.0.0.1:{self.sandbox_port}/_sandbox/healthz", timeout=READY_S,
                        should_stop=self.should_stop)
         seeded = httpx.post(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/seed?replace=false", json=self.options.seed,

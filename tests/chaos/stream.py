@@ -109,8 +109,9 @@ class Stream:
 
     def start(self) -> None:
         for i in range(self.cast.accounts):
-            # every account starts funded through the stream itself: a deposit like any other
-            self._deposit(i, Decimal("500.00"))
+            # every account starts funded through the stream itself: a deposit like any other; purchases
+            # are large enough beside the deposits that some are declined "51" (and their redeliveries too)
+            self._deposit(i, Decimal("60.00"))
         for i in range(self.cast.accounts):
             t = threading.Thread(target=self._worker, args=(i,), name=f"chaos-stream-{i}", daemon=True)
             t.start()
@@ -174,7 +175,7 @@ class Stream:
     def _purchase(self, i: int, rng: random.Random) -> bool:
         if not self._pace(2):  # authorization + authorized/declined
             return False
-        amount = Decimal(rng.randint(100, 6000)) / 100
+        amount = Decimal(rng.randint(100, 12000)) / 100
         card, account = self.cast.card(i), self.cast.account(i)
         txn = self._post("/_sandbox/trigger/authorization",
                          {"card_id": card, "bill_amount": str(amount), "delivery": self._delivery()}).json()

@@ -26,6 +26,7 @@ STATIC_POLICY = "hookstream.ingest.authorization:static_policy"
 PARTITIONS = 3  # one process per processor needs no more; fewer partitions rebalance faster
 BROKER_READY_S = 180.0  # first run may fetch the Kafka jars with mvn
 READY_S = 90.0
+LINKS_AT_ONCE = 4  # `hookstream ledger link` processes started together
 READY_LINE = re.compile(r"kafka ready: bootstrap=(\S+) pid=(\d+)")
 
 
@@ -124,10 +125,14 @@ class Stack:
         upgrade = sup.start("db-upgrade", ["db", "upgrade"])
         sup.run("topics", ["topics", "create"], timeout=READY_S)
         self._finish(upgrade)
-        # One after another: SQLite has one writer, so concurrent link commands only queue on its lock
-        # (and on a busy machine some gave up with "database is locked" after the busy timeout).
-        for i, args in enumerate(self.options.links):
-            self._finish(sup.start(f"link-{i}", ["ledger", "link", *args]))
+        # A few at a time: SQLite has one writer, so many concurrent link commands only queue on its lock
+        # (30 at once on a busy machine: some gave up with "database is locked" after the busy timeout).
+        links = self.options.links
+        for first in range(0, len(links), LINKS_AT_ONCE):
+            wave = [sup.start(f"link-{first + i}", ["ledger", "link", *args])
+                    for i, args in enumerate(links[first:first + LINKS_AT_ONCE])]
+            for link in wave:
+                self._finish(link)
 
         policy = AUTHORIZATION_POLICY if policy_available() else STATIC_POLICY
         if policy == STATIC_POLICY:

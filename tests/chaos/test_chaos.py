@@ -207,8 +207,8 @@ def _identity(event_type: Any, operation_id: Any, status: Any) -> tuple[str, str
 
 
 def _window(at: float, faults: list[Any], grace_s: float = 5.0) -> str:
-    """The fault an attempt at `at` (epoch) fell into, give or take `grace_s`; "none" outside every fault."""
-    return next((f.name for f in faults if f.started - grace_s <= at <= f.ended + grace_s), "none")
+    """The latest fault that had begun at `at` (epoch) and ended less than `grace_s` before; else "none"."""
+    return next((f.name for f in reversed(faults) if f.started <= at <= f.ended + grace_s), "none")
 
 
 def count_deliveries(deliveries: list[dict[str, Any]], model: Any,

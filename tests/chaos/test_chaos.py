@@ -28,7 +28,7 @@ EVENTS = int(os.environ.get("HOOKSTREAM_CHAOS_EVENTS", "500"))  # webhooks the p
 FULL = EVENTS >= 20_000
 RATE = float(os.environ.get("HOOKSTREAM_CHAOS_RATE", "40" if FULL else "12"))  # events/s asked of the sandbox
 API_OUTAGE_S = float(os.environ.get("HOOKSTREAM_CHAOS_API_OUTAGE_S", "60" if FULL else "10"))
-BROKER_OUTAGE_S = 10.0 if FULL else 3.0
+BROKER_OUTAGE_S = float(os.environ.get("HOOKSTREAM_CHAOS_BROKER_OUTAGE_S", "10" if FULL else "3"))
 ACCOUNTS = 6 if FULL else 4  # one stream thread per account
 VELOCITY_CARDS = 6 if FULL else 3
 # Where the JSON report goes; "{backend}" is replaced by sqlite/postgres (reports/ is git-ignored).

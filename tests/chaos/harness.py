@@ -136,6 +136,29 @@ def _ok(url: str) -> bool:
         return False
 
 
+def lag(settings: Settings, processors: list[str]) -> int:
+    """Records on each processor's topics that its consumer group has not committed yet (all partitions)."""
+    from hookstream.kafka import make_admin
+    from hookstream.processors.registry import load
+    from hookstream.processors.runtime import group_id
+
+    admin = make_admin(settings)
+    consumer = KafkaConsumer(**connection_config(settings), enable_auto_commit=False, group_id=None)
+    try:
+        behind = 0
+        for name in processors:
+            committed = admin.list_consumer_group_offsets(group_id(name, settings))
+            tps = [TopicPartition(settings.topic(t), p) for t in load(name).topics
+                   for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or ())]
+            for tp, end in consumer.end_offsets(tps).items():
+                done = committed.get(tp)
+                behind += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return behind
+    finally:
+        consumer.close()
+        admin.close()
+
+
 def read_all(settings: Settings, logical: list[str], timeout: float = 60.0) -> dict[str, list[Any]]:
     """Every record of the given topics, read from the beginning to the end offsets of now."""
     consumer = KafkaConsumer(**connection_config(settings), enable_auto_commit=False, group_id=None)

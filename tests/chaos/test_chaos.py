@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chaos.harness import Chaos, read_all
+from chaos.harness import Chaos, lag, read_all
 from chaos.stream import SIMULATE_KEY, Cast, Stream
 from hookstream.dev.scenario import API_KEY
 from hookstream.ledger import Ledger
@@ -156,9 +156,9 @@ def settle_and_count(chaos: Chaos, stream: Stream, cast: Cast) -> dict[str, Any]
                 return len(conn.execute(select(outbox.c.id).where(outbox.c.status == "pending")).all())
 
         try:
-            _wait("ledger books and outbox",
-                  lambda: _books(ledger, list(expected_books)) == expected_books and pending() == 0, SETTLE_S / 2,
-                  chaos)
+            _wait("processors' consumer lag, ledger books and outbox",
+                  lambda: lag(chaos.settings(), list(chaos.processor_urls)) == 0 and pending() == 0
+                  and _books(ledger, list(expected_books)) == expected_books, SETTLE_S / 2, chaos)
         except AssertionError:
             pass  # counted below, with the differences named
         deliveries = sandbox.get("/_sandbox/deliveries").json()

@@ -147,7 +147,8 @@ def lag(settings: Settings, processors: list[str]) -> int:
     try:
         behind = 0
         for name in processors:
-            committed = admin.list_consumer_group_offsets(group_id(name, settings))
+            group = group_id(name, settings)
+            committed = admin.list_group_offsets({group: None}).get(group, {})
             tps = [TopicPartition(settings.topic(t), p) for t in load(name).topics
                    for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or ())]
             for tp, end in consumer.end_offsets(tps).items():

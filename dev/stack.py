@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +25,7 @@ STATIC_POLICY = "hookstream.ingest.authorization:static_policy"
 PARTITIONS = 3  # one process per processor needs no more; fewer partitions rebalance faster
 BROKER_READY_S = 180.0  # first run may fetch the Kafka jars with mvn
 READY_S = 90.0
+LINKS_AT_ONCE = 4  # `hookstream ledger link` processes started together
 READY_LINE = re.compile(r"kafka ready: bootstrap=(\S+) pid=(\d+)")
 
 
@@ -50,6 +52,9 @@ class StackOptions:
     generation: str = "B"
     kafka_bootstrap: str | None = None  # an existing broker; None starts one
     topic_prefix: str = ""
+    database_url: str | None = None  # an existing database (e.g. Postgres); None: SQLite in run_dir
+    seed: dict[str, Any] = field(default_factory=lambda: SEED)  # merged into the sandbox's built-in seed
+    links: list[list[str]] = field(default_factory=lambda: LINKS)  # `hookstream ledger link` arguments
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        if self.options.database_url:
+            return self.options.database_url
         return f"sqlite:///{(self.options.run_dir / 'ledger.db').resolve()}"
 
     def settings(self) -> Settings:
@@ -118,7 +125,14 @@ class Stack:
         upgrade = sup.start("db-upgrade", ["db", "upgrade"])
         sup.run("topics", ["topics", "create", "--all-processors"], timeout=READY_S)
         self._finish(upgrade)
-        links = [sup.start(f"link-{i}", ["ledger", "link", *args]) for i, args in enumerate(LINKS)]
+        # A few at a time: SQLite has one writer, so many concurrent link commands only queue on its lock
+        # (30 at once on a busy machine: some gave up with "database is locked" after the busy timeout).
+        links = self.options.links
+        for first in range(0, len(links), LINKS_AT_ONCE):
+            wave = [sup.start(f"link-{first + i}", ["ledger", "link", *args])
+                    for i, args in enumerate(links[first:first + LINKS_AT_ONCE])]
+            for link in wave:
+                self._finish(link)
 
         policy = AUTHORIZATION_POLICY if policy_available() else STATIC_POLICY
         if policy == STATIC_POLICY:
@@ -132,16 +146,14 @@ class Stack:
         workers = [sup.start(p, ["process", p], env={"HOOKSTREAM_PROCESSOR_HTTP_PORT": str(ports[p])})
                    for p in self.processors]
 
-        for link in links:
-            self._finish(link)
         sup.wait_ready(sandbox, url=f"http://127.0.0.1:{self.sandbox_port}/_sandbox/healthz", timeout=READY_S,
                        should_stop=self.should_stop)
-        seeded = httpx.post(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/seed?replace=false", json=SEED,
+        seeded = httpx.post(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/seed?replace=false", json=self.options.seed,
                             timeout=10.0)
         if seeded.status_code != 200:
             raise ChildFailed(f"sandbox seed answered {seeded.status_code}: {seeded.text[:300]}")
         self.echo(f"seeded sandbox: {seeded.json()['cards']} cards; ledger links: "
-                  f"{', '.join(' '.join(a[:2]) for a in LINKS)} → {LINKS[0][3]}")
+                  f"{', '.join(' '.join(a[:2]) for a in self.options.links)}")
         sup.wait_ready(receiver, url=f"http://127.0.0.1:{self.receiver_port}/readyz", timeout=READY_S,
                        should_stop=self.should_stop)
         for worker in workers:

@@ -80,8 +80,12 @@ def free_port() -> int:
 
 
 def _cluster_id() -> str:
-    # Kafka's own format: URL-safe base64 of 16 random bytes, no padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's own format: URL-safe base64 of 16 random bytes, no padding. Like Kafka's Uuid.randomUuid,
+    # never one starting with "-": kafka-storage's argument parser takes it for an option (1 draw in 64).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java() -> str:

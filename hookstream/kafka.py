@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import time
 from typing import Any
 
@@ -66,21 +67,63 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+# ApiVersions v0 (api key 18), correlation id 1, no client id: brokers answer it on every listener before SASL.
+_API_VERSIONS = struct.pack(">ihhih", 10, 18, 0, 1, -1)
+# TLS alerts a broker sends when it refuses the client's certificate (Java sends bad_certificate for a missing one)
+_CLIENT_CERT_ALERTS = {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
+                       "SSLV3_ALERT_CERTIFICATE_UNKNOWN"}
+
+
+def _tls_problem(settings: Settings, exc: ssl.SSLError) -> str:
+    if exc.reason in _CLIENT_CERT_ALERTS:
+        if not settings.kafka_ssl_certfile:
+            return ("the broker requires a client certificate "
+                    "(set HOOKSTREAM_KAFKA_SSL_CERTFILE and HOOKSTREAM_KAFKA_SSL_KEYFILE)")
+        return f"the broker refused the client certificate ({exc.reason}: is it signed by a CA the broker trusts?)"
+    return getattr(exc, "verify_message", None) or exc.reason or str(exc)
+
+
+def _answers(sock: socket.socket, server: str) -> None:
+    """Send ApiVersions and read the answer's size: proves a Kafka listener speaking this protocol is there.
+
+    With TLS 1.3 a broker refuses a missing or untrusted client certificate only after the client's handshake
+    has finished, so this read is where mTLS failures show.
+    """
+    sock.sendall(_API_VERSIONS)
+    if len(sock.recv(4)) < 4:
+        raise KafkaUnavailable(f"{server} closed the connection without answering "
+                               "(check HOOKSTREAM_KAFKA_SECURITY_PROTOCOL against the listener)")
+
+
 def _reach(settings: Settings, deadline: float) -> None:
-    """TCP, then TLS when configured, to the first bootstrap server that answers; raise with the last reason."""
+    """TCP, then TLS when configured, then one ApiVersions request, to the first bootstrap server that answers;
+    raise with the last reason."""
     reason = "no bootstrap servers"
     for server in settings.kafka_bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
+        step = "connect to"
         try:
             with socket.create_connection((host, int(port)), timeout=max(0.5, deadline - time.monotonic())) as sock:
                 if settings.kafka_security_protocol.endswith("SSL"):
-                    with _tls_context(settings).wrap_socket(sock, server_hostname=host):
-                        pass
+                    step = "TLS handshake with"
+                    with _tls_context(settings).wrap_socket(sock, server_hostname=host) as tls:
+                        step = "TLS session with"
+                        _answers(tls, server)
+                else:
+                    step = "Kafka request to"
+                    _answers(sock, server)
             return
+        except KafkaUnavailable as exc:
+            reason = str(exc)
         except ssl.SSLError as exc:
-            reason = f"TLS handshake with {server} failed: {getattr(exc, 'verify_message', None) or exc.reason}"
-        except (OSError, ValueError) as exc:
-            reason = f"cannot connect to {server}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            reason = f"{step} {server} failed: {_tls_problem(settings, exc)}"
+        except TimeoutError:
+            reason = f"{step} {server}: no answer in time"
+        except ValueError as exc:
+            reason = str(exc)
+        except OSError as exc:
+            reason = (f"cannot connect to {server}: {exc.strerror or exc}" if step == "connect to"
+                      else f"{step} {server} failed: {exc.strerror or exc}")
     raise KafkaUnavailable(reason)
 
 

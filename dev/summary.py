@@ -86,7 +86,7 @@ class Probe:
         self.cards = cards
         self.processors = processors
         self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
-        self.ledger = Ledger(settings.database_url)
+        self.ledger = Ledger.from_settings(settings)
         self._consumer: Any = None
 
     def close(self) -> None:

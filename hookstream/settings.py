@@ -120,6 +120,18 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///var/hookstream.db", description="SQLAlchemy URL: SQLite file or postgresql+psycopg://…"
     )
+    database_pool_size: int = Field(5, ge=1, description="Connections each process keeps open to the ledger.")
+    database_pool_max_overflow: int = Field(10, ge=0, description="Extra connections opened under a burst.")
+    database_pool_timeout_s: float = Field(
+        10.0, gt=0, description="Wait for a free pooled connection before the unit of work is retried."
+    )
+    database_lock_timeout_ms: int = Field(
+        10_000, ge=1, description="A row/database lock wait gives up after this (Postgres lock_timeout, "
+        "SQLite busy_timeout); the unit of work is then retried."
+    )
+    database_statement_timeout_ms: int = Field(
+        30_000, ge=0, description="Postgres statement_timeout (0: none); a statement past it is retried."
+    )
 
     # --- CryptoMate API --------------------------------------------------------------------
     api_base_url: str = Field("https://api.sandbox.cryptomate.me", description="CryptoMate API base URL.")

@@ -25,9 +25,12 @@ async def forward_once(spool: Spool, publisher: Publisher, io: Executor, timeout
         if item is None:
             return forwarded
         path, records = item
+        pending = [r for r in records if not spool.already_on_kafka(r)]
+        if len(pending) < len(records):
+            log.info("spool.already_on_kafka", segment=path.name, records=len(records) - len(pending))
         try:
             await asyncio.gather(*(
-                publisher.publish(r.topic, r.value, r.key, r.headers, timeout) for r in records
+                publisher.publish(r.topic, r.value, r.key, r.headers, timeout) for r in pending
             ))
         except PublishError as exc:
             log.warning("spool.forward_failed", segment=path.name, error=str(exc))

@@ -67,7 +67,7 @@ class LedgerPolicy:
         self.rules = MerchantRules.from_settings(settings)
         self.books: Books
         if settings.database_url.startswith("sqlite"):
-            self.books = SqliteBooks(Ledger(settings.database_url, busy_timeout_ms=busy_ms, pool_size=2))
+            self.books = SqliteBooks(Ledger.from_settings(settings, busy_timeout_ms=busy_ms, pool_size=2))
         else:
             self.books = PostgresBooks(settings.database_url, busy_ms, settings.authorization_budget_ms)
 

@@ -38,11 +38,12 @@ class Published:
 
 
 class _Record:
-    __slots__ = ("topic", "value", "key", "headers", "future")
+    __slots__ = ("topic", "value", "key", "headers", "future", "late")
 
     def __init__(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
-                 future: asyncio.Future[Published]) -> None:
+                 future: asyncio.Future[Published], late: Callable[[], None] | None) -> None:
         self.topic, self.value, self.key, self.headers, self.future = topic, value, key, headers, future
+        self.late = late
 
 
 class Publisher:
@@ -71,7 +72,7 @@ class Publisher:
         self._batching = False
         self._publish_seconds: dict[str, Any] = {}
         # Completions from Kafka's I/O thread are handed to the loop in batches: one wakeup per batch.
-        self._done: collections.deque[tuple[asyncio.Future[Published], Any, BaseException | None]] = (
+        self._done: collections.deque[tuple[_Record, Any, BaseException | None]] = (
             collections.deque()
         )
         self._drain_pending = False
@@ -192,13 +193,17 @@ class Publisher:
 
     # --- publishing --------------------------------------------------------------------------
     async def publish(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
-                      timeout: float) -> Published:
-        """Resolve when the broker acknowledged the record; PublishError otherwise (incl. timeout)."""
+                      timeout: float, late_ack: Callable[[], None] | None = None) -> Published:
+        """Resolve when the broker acknowledged the record; PublishError otherwise (incl. timeout).
+
+        A record that timed out may still be acknowledged afterwards; `late_ack` is then called on the
+        loop (the caller that kept the record elsewhere can drop that copy).
+        """
         loop = self._loop
         assert loop is not None, "Publisher.start() first"
         future: asyncio.Future[Published] = loop.create_future()
         started = time.perf_counter()
-        self._queue.append(_Record(topic, value, key, headers, future))
+        self._queue.append(_Record(topic, value, key, headers, future, late_ack))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -270,17 +275,17 @@ class Publisher:
         self.in_flight += 1
         if self._unacked_since is None:
             self._unacked_since = time.monotonic()
-        sent.add_callback(self._on_ack, record.future)
-        sent.add_errback(self._on_error, record.future)
+        sent.add_callback(self._on_ack, record)
+        sent.add_errback(self._on_error, record)
 
-    def _on_ack(self, future: asyncio.Future[Published], metadata: Any) -> None:
-        self._resolve(future, Published(metadata.topic, metadata.partition, metadata.offset), None)
+    def _on_ack(self, record: _Record, metadata: Any) -> None:
+        self._resolve(record, Published(metadata.topic, metadata.partition, metadata.offset), None)
 
-    def _on_error(self, future: asyncio.Future[Published], exc: BaseException) -> None:
-        self._resolve(future, None, PublishError(f"{type(exc).__name__}: {exc}"))
+    def _on_error(self, record: _Record, exc: BaseException) -> None:
+        self._resolve(record, None, PublishError(f"{type(exc).__name__}: {exc}"))
 
-    def _resolve(self, future: asyncio.Future[Published], result: Any, exc: BaseException | None) -> None:
-        self._done.append((future, result, exc))
+    def _resolve(self, record: _Record, result: Any, exc: BaseException | None) -> None:
+        self._done.append((record, result, exc))
         if not self._drain_pending:
             self._drain_pending = True
             assert self._loop is not None
@@ -294,11 +299,14 @@ class Publisher:
         done = self._done
         acked = False
         while done:
-            future, result, exc = done.popleft()
+            record, result, exc = done.popleft()
+            future = record.future
             self.in_flight -= 1
             if exc is None:
                 acked = True
             if future.done():
+                if exc is None and record.late is not None:
+                    record.late()
                 continue
             if exc is None:
                 future.set_result(result)

@@ -183,9 +183,14 @@ class Receiver:
 
     async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
                                 timeout: float, answer: bytes) -> Response:
-        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool."""
+        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool.
+
+        A record acknowledged after its timeout is already on Kafka: the forwarder then skips its spooled copy.
+        """
         try:
-            published = await self.publisher.publish(topic, body, key, headers, timeout)
+            published = await self.publisher.publish(
+                topic, body, key, headers, timeout,
+                late_ack=functools.partial(self.spool.acknowledged_late, topic, key, body))
         except PublishError as exc:
             record = SpooledRecord(topic, key, body, headers + [(h.SPOOLED, b"1")])
             try:

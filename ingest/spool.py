@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import fcntl
+import hashlib
 import json
 import os
 import struct
@@ -22,6 +24,7 @@ log = get_logger(__name__)
 
 _FRAME = struct.Struct(">II")  # payload length, crc32(payload)
 _SUFFIX = ".seg"
+_LATE_ACKS_KEPT = 10_000  # late acknowledgements remembered until the forwarder meets their record
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,9 @@ class SpooledRecord:
             separators=(",", ":"),
         ).encode()
         return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+    def fingerprint(self) -> bytes:
+        return fingerprint(self.topic, self.key, self.value)
 
     @classmethod
     def decode(cls, payload: bytes) -> SpooledRecord:
@@ -76,6 +82,28 @@ class Spool:
         self._active_records = 0
         self.depth, self.bytes = self._scan()
         self._publish_gauges()
+        # Records spooled because their ack was late, then acknowledged after all: already on Kafka.
+        # Touched on the event loop only (the ack callback and the forwarder's filter).
+        self._late_acks: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+
+    def acknowledged_late(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Kafka acknowledged a record after its request gave up on it and spooled it."""
+        print_ = fingerprint(topic, key, value)
+        self._late_acks[print_] = self._late_acks.get(print_, 0) + 1
+        if len(self._late_acks) > _LATE_ACKS_KEPT:
+            self._late_acks.popitem(last=False)
+
+    def already_on_kafka(self, record: SpooledRecord) -> bool:
+        """True once per late acknowledgement of this record: forwarding it again would duplicate it."""
+        print_ = record.fingerprint()
+        count = self._late_acks.get(print_)
+        if not count:
+            return False
+        if count == 1:
+            del self._late_acks[print_]
+        else:
+            self._late_acks[print_] = count - 1
+        return True
 
     def _scan(self) -> tuple[int, int]:
         depth = size = 0
@@ -228,6 +256,13 @@ class SpoolWriter:
                         future.set_exception(SpoolFull(f"spool bound {self._spool.max_bytes} bytes reached"))
         finally:
             self._flushing = False
+
+
+def fingerprint(topic: str, key: bytes | None, value: bytes) -> bytes:
+    digest = hashlib.blake2b(topic.encode(), digest_size=16)
+    digest.update(b"\0" if key is None else b"\1" + len(key).to_bytes(4, "big") + key)
+    digest.update(value)
+    return digest.digest()
 
 
 def _read_frames(path: Path) -> Iterator[bytes]:

@@ -23,20 +23,27 @@ def is_sqlite_memory(url: str) -> bool:
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5,
-                max_overflow: int = 10, echo: bool = False) -> Engine:
-    """An engine for a ledger URL: `sqlite:///path.db`, `sqlite://` (memory) or `postgresql+psycopg://…`."""
+                max_overflow: int = 10, pool_timeout_s: float = 10.0, statement_timeout_ms: int = 0,
+                echo: bool = False) -> Engine:
+    """An engine for a ledger URL: `sqlite:///path.db`, `sqlite://` (memory) or `postgresql+psycopg://…`.
+
+    On Postgres a dropped connection (restart, failover) invalidates the pool and surfaces as a transient
+    error (`ledger.errors.is_transient_db_error`): the unit of work is retried on a fresh connection.
+    """
     u = make_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, busy_timeout_ms, pool_size, max_overflow, echo)
+        return _sqlite_engine(url, busy_timeout_ms, pool_size, max_overflow, pool_timeout_s, echo)
     if backend == "postgresql":
         if u.drivername == "postgresql":  # bare postgresql:// means psycopg 3 here, not psycopg2
             u = u.set(drivername="postgresql+psycopg")
+        # a lock wait past lock_timeout raises lock_not_available (55P03), a statement past
+        # statement_timeout query_canceled (57014): both transient
+        options = f"-c lock_timeout={busy_timeout_ms} -c statement_timeout={statement_timeout_ms}"
         try:
             return create_engine(
-                u, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800,
-                # a lock wait past this raises lock_not_available (55P03), which is transient
-                connect_args={"options": f"-c lock_timeout={busy_timeout_ms}"},
+                u, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s,
+                pool_recycle=1800, connect_args={"options": options, "connect_timeout": 10},
             )
         except ImportError as exc:
             raise ConfigError(f"a PostgreSQL ledger needs the psycopg driver ({exc}); "
@@ -45,7 +52,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5,
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, max_overflow: int,
-                   echo: bool) -> Engine:
+                   pool_timeout_s: float, echo: bool) -> Engine:
     # `?synchronous=normal` trades durability on power loss (not on process crash) for speed;
     # the default FULL fsyncs each commit so a committed effect survives before its offset does.
     u = make_url(url)
@@ -65,7 +72,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, max_overflow:
             if not folder.is_dir():
                 raise ConfigError(f"the SQLite ledger's folder {str(folder)!r} does not exist "
                                   f"(database URL {url!r}); create it or fix the URL")
-        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")

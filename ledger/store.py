@@ -32,6 +32,7 @@ from hookstream.ledger.money import from_cents, to_cents
 from hookstream.ledger.schema import UtcDateTime, card_links, holds, inbox, postings, utcnow
 from hookstream.ledger.statements import CARD_COLUMNS, Prepared, statements_for
 from hookstream.logs import get_logger
+from hookstream.settings import Settings
 
 log = get_logger("hookstream.ledger")
 
@@ -66,15 +67,26 @@ class Ledger:
 
     def __init__(self, database_url: str, *, auto_upgrade: bool | None = None,
                  busy_timeout_ms: int = 10_000, pool_size: int = 5, max_overflow: int = 10,
-                 echo: bool = False) -> None:
+                 pool_timeout_s: float = 10.0, statement_timeout_ms: int = 0, echo: bool = False) -> None:
         self.engine = make_engine(database_url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size,
-                                  max_overflow=max_overflow, echo=echo)
+                                  max_overflow=max_overflow, pool_timeout_s=pool_timeout_s,
+                                  statement_timeout_ms=statement_timeout_ms, echo=echo)
         self.dialect: str = self.engine.dialect.name
         self._auto_upgrade = (self.dialect == "sqlite") if auto_upgrade is None else auto_upgrade
         self._ready = False
         self._ready_lock = threading.Lock()
         # An in-memory SQLite database is one shared connection: units of work take turns.
         self._serial = threading.RLock() if is_sqlite_memory(database_url) else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Ledger:
+        """The ledger `settings` name, with its pool and timeout settings (`overrides` win)."""
+        options: dict[str, Any] = dict(
+            busy_timeout_ms=settings.database_lock_timeout_ms, pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_max_overflow, pool_timeout_s=settings.database_pool_timeout_s,
+            statement_timeout_ms=settings.database_statement_timeout_ms)
+        options.update(overrides)
+        return cls(settings.database_url, **options)
 
     def __repr__(self) -> str:
         return f"Ledger({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -141,7 +141,7 @@ class Runtime:
         if self.ledger is None:
             from hookstream.ledger import Ledger
 
-            self.ledger = Ledger(self.settings.database_url)
+            self.ledger = Ledger.from_settings(self.settings)
         started = self._start()
         if started is None:
             return 0  # asked to stop while waiting for the broker or the ledger

@@ -119,3 +119,24 @@ def test_several_workers_share_the_load_log_redacted_json_and_aggregate_metrics(
     lines = [line for line in receiver.proc.output().splitlines() if "webhook.published" in line]
     assert len(lines) == 200 and all(line.startswith("{") for line in lines)  # every worker: JSON logs
     assert KEY not in receiver.proc.output()
+
+
+def test_a_record_acknowledged_after_it_was_spooled_is_not_forwarded_again(settings, start_receiver, topic_reader):
+    """A 3DS challenge whose ack comes later than its spool deadline is spooled, then acknowledged after all:
+    the forwarder finds it already on Kafka and leaves exactly one copy there."""
+    receiver = start_receiver(settings, HOOKSTREAM_SPOOL_AFTER_S="0.0005", HOOKSTREAM_SPOOL_FORWARD_INTERVAL_S="3")
+    ops = [f"late_ack_{i:02d}" for i in range(40)]
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    result = asyncio.run(post_many("127.0.0.1", port, "/webhooks/cryptomate", [_body(THREE_DS, op) for op in ops],
+                                   {"X-Webhook-Key": KEY, "Content-Type": "application/json"}, 20))
+    assert result.statuses.count(200) == len(ops)
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{receiver.base}/healthz").json()["spool_depth"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert httpx.get(f"{receiver.base}/healthz").json()["spool_depth"] == 0
+    text = httpx.get(f"{receiver.base}/metrics").text
+    spooled = next(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("hookstream_spool_written_total"))
+    assert spooled > 0  # the deadline was shorter than an ack: the copies exist
+    records = topic_reader("cryptomate.cards.3ds", len(ops))
+    assert sorted(json.loads(r.value)["operation_id"] for r in records) == ops

@@ -12,8 +12,8 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-from kafka.producer.transaction_manager import TransactionState
+from kafka.errors import KafkaConnectionError, RetriableError, TopicAlreadyExistsError
+from kafka.producer.transaction_manager import InitProducerIdHandler, TransactionState
 
 from hookstream.logs import get_logger, register_secrets
 from hookstream.settings import Settings
@@ -187,18 +187,25 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
 
 
 def reinitialize_after_reset(producer: KafkaProducer) -> None:
-    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own.
+    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own, and keep
+    asking when that request times out.
 
-    `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
-    an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
-    `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
-    the producer never sends again. The Java client moves to UNINITIALIZED on this reset
-    (`resetIdempotentProducerId`), which is what this does.
+    1. `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
+       an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
+       `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
+       the producer never sends again. The Java client moves to UNINITIALIZED on this reset
+       (`resetIdempotentProducerId`), which is what this does.
+    2. The InitProducerId request that follows goes to a broker that has just come back; if it times out
+       client-side (RequestTimedOutError), kafka-python's `TxnRequestHandler.on_complete` treats that as an
+       unknown error and moves the producer to FATAL_ERROR: every later batch is aborted. Only a lost
+       connection is retried there. A retriable error is retried here the same way (the Java client retries
+       both).
     """
     manager = producer._transaction_manager
     if manager is None or manager.is_transactional() or "reset_producer_id" in vars(manager):
         return  # not idempotent, transactional, or already repaired
     reset = manager.reset_producer_id
+    enqueue = manager._enqueue_request
 
     def reset_and_reinitialize() -> None:
         with manager._lock:
@@ -207,14 +214,62 @@ def reinitialize_after_reset(producer: KafkaProducer) -> None:
                 manager._current_state = TransactionState.UNINITIALIZED
         log.warning("kafka.producer.id_reset", reason="a sent batch expired; a new producer id is requested")
 
+    def enqueue_retrying(handler: Any) -> None:
+        if isinstance(handler, InitProducerIdHandler) and "on_complete" not in vars(handler):
+            complete = handler.on_complete
+
+            def on_complete(correlation_id: int, response_or_exc: Any) -> None:
+                if (isinstance(response_or_exc, RetriableError) and not isinstance(response_or_exc, KafkaConnectionError)
+                        and correlation_id == manager._in_flight_request_correlation_id):
+                    manager.clear_in_flight_transactional_request_correlation_id()
+                    log.warning("kafka.producer.id_request_retry", error=type(response_or_exc).__name__)
+                    handler.reenqueue()
+                    return
+                complete(correlation_id, response_or_exc)
+
+            handler.on_complete = on_complete
+        enqueue(handler)
+
     manager.reset_producer_id = reset_and_reinitialize
+    manager._enqueue_request = enqueue_retrying
 
 
 def wedged(producer: KafkaProducer) -> bool:
-    """The state kafka-python cannot leave by itself: idempotent, READY, and no producer id."""
+    """A state kafka-python cannot leave by itself: idempotent and either in FATAL_ERROR (every batch is aborted)
+    or READY without a producer id."""
     manager = producer._transaction_manager
-    return (manager is not None and not manager.is_transactional() and not manager.has_producer_id()
-            and manager._current_state == TransactionState.READY)
+    return (manager is not None and not manager.is_transactional()
+            and (manager.has_fatal_error()
+                 or (not manager.has_producer_id() and manager._current_state == TransactionState.READY)))
+
+
+class Consumer(KafkaConsumer):
+    """kafka-python's consumer, whose poll() survives a broker outage: a retriable error is an empty poll.
+
+    kafka-python 3.0.12 lets a connection error out of poll() while the broker is down: looking up the group
+    coordinator fails with KafkaConnectionError (an InvalidMetadataError), it then waits for a metadata refresh,
+    and that refresh's own connection error escapes (`ensure_coordinator_ready_async` catches only
+    KafkaTimeoutError around it). Every caller would exit on a broker restart; an outage is not an error of the
+    process, so poll() waits out its timeout and returns nothing, as it does when no records come.
+    """
+
+    _failing: str | None = None
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None, update_offsets: bool = True) -> dict:
+        try:
+            records = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        except RetriableError as exc:
+            error = type(exc).__name__
+            if self._failing != error:  # one line per outage, not one per poll
+                log.warning("kafka.consumer.poll_failed", error=error, detail=str(exc)[:200],
+                            group=self.config.get("group_id"))
+            self._failing = error
+            time.sleep(min(timeout_ms, 1000) / 1000)
+            return {}
+        if self._failing is not None:
+            log.info("kafka.consumer.poll_recovered", after=self._failing, group=self.config.get("group_id"))
+            self._failing = None
+        return records
 
 
 def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **overrides: Any) -> KafkaConsumer:
@@ -234,7 +289,7 @@ def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **o
         "isolation_level": "read_committed",
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    return Consumer(**config)
 
 
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:

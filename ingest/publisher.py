@@ -172,7 +172,7 @@ class Publisher:
         if wedged(producer):
             self._wedged_since = self._wedged_since or now
             if now - self._wedged_since > after_s:
-                return "kafka producer has no producer id and will not request one"
+                return "kafka producer cannot send again by itself (fatal error, or no producer id and none requested)"
         else:
             self._wedged_since = None
         if not self.broker_connected():

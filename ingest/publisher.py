@@ -22,8 +22,8 @@ log = get_logger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
-_METADATA_RETRY_S = 0.05
-CONNECT_CHECK_S = 10.0  # bound on the start-up connection check (TCP, TLS, SASL)  # how often records parked for topic metadata are looked at again
+_METADATA_RETRY_S = 0.05  # how often records parked for topic metadata are looked at again
+CONNECT_CHECK_S = 10.0  # bound on the start-up connection check (TCP, TLS, SASL)
 
 
 class PublishError(Exception):

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.api.errors import (
     ApiConnectionError,
     ApiError,
@@ -90,6 +90,7 @@ class CryptoMateClient:
     ) -> None:
         register_secrets([api_key])
         self.base_url = base_url.rstrip("/")
+        self._tracer = tracing.tracer("hookstream.api")  # None: not exporting
         self._clock = clock
         # Requests spaced exactly 1/15 s apart still trip the platform when network jitter bunches them
         # on arrival (the first one also pays for the TCP/TLS handshake): keep a margin below the limit.
@@ -256,6 +257,27 @@ class CryptoMateClient:
         return self._attempt(method, path, template, headers, content, params, pending_ok)
 
     def _attempt(self, method: str, path: str, template: str, headers: dict[str, str],
+                 content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:
+        if self._tracer is None:
+            return self._request(method, path, template, headers, content, params, pending_ok)
+        # A CLIENT span, child of the caller's current one; the platform gets it as `traceparent`.
+        # The error type only, never its message: a platform message may echo what was sent.
+        with self._tracer.start_as_current_span(f"{method} {template}", kind=tracing.kind("CLIENT"), attributes={
+            "http.request.method": method, "url.template": template, "server.address": self._http.base_url.host,
+        }, record_exception=False, set_status_on_exception=False) as span:
+            headers[tracing.TRACEPARENT] = tracing.traceparent(span)
+            try:
+                reply = self._request(method, path, template, headers, content, params, pending_ok)
+            except ApiError as exc:
+                if exc.status is not None:
+                    span.set_attribute("http.response.status_code", exc.status)
+                span.set_attribute("error.type", type(exc).__name__)
+                tracing.fail(span, type(exc).__name__)
+                raise
+            span.set_attribute("http.response.status_code", reply.status)
+            return reply
+
+    def _request(self, method: str, path: str, template: str, headers: dict[str, str],
                  content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:
         self._limiter.acquire()
         started = self._clock()

@@ -17,7 +17,6 @@ from hookstream.dev.summary import Endpoints
 from hookstream.dev.supervisor import Child, ChildFailed, Supervisor, free_port
 from hookstream.settings import Settings
 
-PROCESSORS = ("cards", "three-ds", "deposits", "treasury", "card-status")
 # The receiver's ledger-backed policy (holds when available covers bill_amount); the static policy
 # (always the fallback code) until that module exists.
 AUTHORIZATION_POLICY = "hookstream.ingest.policy:ledger_policy"
@@ -38,10 +37,11 @@ def policy_available(spec: str = AUTHORIZATION_POLICY) -> bool:
     return hasattr(importlib.import_module(module), attr)
 
 
-def registered_processors() -> set[str]:
+def registered_processors() -> list[str]:
+    """Every processor in the registry (entry-point group hookstream.processors): the dev stack runs them all."""
     from hookstream.processors.registry import registered
 
-    return set(registered())
+    return sorted(registered())
 
 
 @dataclass
@@ -116,7 +116,7 @@ class Stack:
         sup.env = self.env()
 
         upgrade = sup.start("db-upgrade", ["db", "upgrade"])
-        sup.run("topics", ["topics", "create"], timeout=READY_S)
+        sup.run("topics", ["topics", "create", "--all-processors"], timeout=READY_S)
         self._finish(upgrade)
         links = [sup.start(f"link-{i}", ["ledger", "link", *args]) for i, args in enumerate(LINKS)]
 
@@ -127,11 +127,7 @@ class Stack:
         receiver = sup.start("ingest", ["ingest", "--port", str(self.receiver_port)],
                              env={"HOOKSTREAM_AUTHORIZATION_POLICY": policy})
 
-        known = registered_processors()
-        missing = [p for p in PROCESSORS if p not in known]
-        if missing:
-            self.echo(f"note: processors not registered, not started: {', '.join(missing)}")
-        self.processors = [p for p in PROCESSORS if p in known]
+        self.processors = registered_processors()
         ports = {p: free_port() for p in self.processors}
         workers = [sup.start(p, ["process", p], env={"HOOKSTREAM_PROCESSOR_HTTP_PORT": str(ports[p])})
                    for p in self.processors]

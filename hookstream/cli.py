@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "sandbox": "hookstream.sandbox.cli:sandbox",
     "dev": "hookstream.dev:dev",
     "lag": "hookstream.lag:lag",
+    "deploy": "hookstream.cli:deploy",
 }
 
 
@@ -206,13 +207,19 @@ def topics() -> None:
                    "(unset: the broker's default).")
 @click.option("--processor", "processors", multiple=True,
               help="Also create this processor's dead-letter topic (repeatable).")
+@click.option("--all-processors", is_flag=True,
+              help="Also create the dead-letter topic of every registered processor.")
 def topics_create(partitions: int | None, replication_factor: int | None, min_insync_replicas: int | None,
-                  processors: tuple[str, ...]) -> None:
+                  processors: tuple[str, ...], all_processors: bool) -> None:
     """Create every routed topic (plus unrouted, quarantine, dead-letter topics). Idempotent."""
     from kafka.errors import KafkaError
 
     from hookstream.kafka import ensure_topics
+    from hookstream.processors.registry import registered
     from hookstream.schemas.routing import DLQ_PARTITIONS, TOPICS, dlq_topic
+
+    if all_processors:
+        processors = tuple(sorted({*processors, *registered()}))
 
     try:
         result = ensure_topics(get_settings(), list(TOPICS), partitions, replication_factor, min_insync_replicas)
@@ -225,6 +232,38 @@ def topics_create(partitions: int | None, replication_factor: int | None, min_in
         raise click.ClickException(f"Kafka at {get_settings().kafka_bootstrap}: {exc}") from None
     for topic, state in sorted(result.items()):
         click.echo(f"{state:8} {topic}")
+
+
+# --- deploy --------------------------------------------------------------------------------------
+@click.group()
+def deploy() -> None:
+    """The deployment files: Kubernetes, compose and Prometheus, derived from the processor registry."""
+
+
+@deploy.command("render")
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=Path("."),
+              show_default=True, help="The checkout whose deploy/ folder to write.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 naming the files that are out of date.")
+def deploy_render(root: Path, check: bool) -> None:
+    """Write one Deployment, ScaledObject, scrape target and compose service per registered processor."""
+    from hookstream import manifests
+    from hookstream.processors.registry import load_all
+
+    processors = load_all()
+    try:
+        if check:
+            stale = manifests.stale(root, processors)
+            if stale:
+                raise click.ClickException(f"out of date with the processor registry: {', '.join(map(str, stale))} "
+                                           "(run `hookstream deploy render`)")
+            click.echo(f"up to date: {len(processors)} processors ({', '.join(processors)})")
+            return
+        rendered = manifests.render(root, processors)
+    except manifests.RenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path, text in rendered.items():
+        (root / path).write_text(text)
+        click.echo(str(path))
 
 
 # --- schemas -------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ from hookstream.settings import Settings
 log = get_logger(__name__)
 
 
+# One-shot verbs (topics, dlq, lag) report an unreachable broker within this, not kafka-python's 30 s.
+TOOL_BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
 def _client_id(settings: Settings, role: str) -> str:
     return f"{settings.kafka_client_id}-{role}-{socket.gethostname()}-{os.getpid()}"
 
@@ -293,11 +297,12 @@ def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **o
 
 
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
-    """An admin client with short timeouts."""
+    """An admin client with short timeouts: an unreachable broker fails it within TOOL_BOOTSTRAP_TIMEOUT_MS."""
     config: dict[str, Any] = {
         **connection_config(settings),
         "client_id": _client_id(settings, "admin"),
         "request_timeout_ms": 15000,
+        "bootstrap_timeout_ms": TOOL_BOOTSTRAP_TIMEOUT_MS,
     }
     config.update(overrides)
     return KafkaAdminClient(**config)

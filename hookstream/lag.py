@@ -12,7 +12,6 @@ import click
 from hookstream.settings import Settings, get_settings
 
 DLQ_SUFFIX = ".dlq"
-BOOTSTRAP_TIMEOUT_MS = 10_000  # an unreachable broker is reported within this, not kafka-python's 30 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +69,12 @@ def measure(settings: Settings, admin: Any, consumer: Any) -> LagReport:
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
-    from hookstream.kafka import make_admin, make_consumer
+    from hookstream.kafka import TOOL_BOOTSTRAP_TIMEOUT_MS, make_admin, make_consumer
 
-    admin = make_admin(settings, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+    admin = make_admin(settings)
     try:
         consumer = make_consumer(settings, group_id=None, role="lag",  # type: ignore[arg-type]
-                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+                                 bootstrap_timeout_ms=TOOL_BOOTSTRAP_TIMEOUT_MS)
     except Exception:
         admin.close()
         raise

@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +88,19 @@ def mask_secrets(_logger: Any, _method: str, line: str) -> str:
     return line
 
 
+# Set by hookstream.tracing while it exports spans: the current span's (trace_id, span_id), or None.
+span_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: `trace_id`/`span_id` of the current span; nothing at all while not tracing."""
+    if span_ids is not None and "trace_id" not in event_dict:
+        found = span_ids()
+        if found is not None:
+            event_dict["trace_id"], event_dict["span_id"] = found
+    return event_dict
+
+
 LIBRARY_LOGGERS = ("kafka", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
 
@@ -104,6 +117,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             stamp,
             structlog.processors.format_exc_info,
@@ -120,6 +134,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),

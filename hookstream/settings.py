@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HOOKSTREAM_"
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+# Kafka's default record limit (producer max.request.size, broker message.max.bytes) is 1 MiB; a webhook
+# body must leave room for the metadata headers (quarantine error text, trace ids) beside it.
+MAX_RECORD_BODY_BYTES = 960 * 1024
 
 
 def _split_csv(value: object) -> object:
@@ -84,7 +87,11 @@ class Settings(BaseSettings):
     request_timestamp_window_s: float = Field(
         300.0, ge=0, description="Reject X-Request-Timestamp further than this from now; 0 disables."
     )
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Larger webhook bodies get 413.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=MAX_RECORD_BODY_BYTES,
+        description="Larger webhook bodies get 413 (at most 960 KiB: the body and its headers must fit one "
+        "Kafka record, 1 MiB by default).",
+    )
     delivery_timeout_s: float = Field(
         10.0, gt=0, description="How long a webhook waits for the broker's ack before 503."
     )
@@ -145,16 +152,25 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(30.0, gt=0, description="Retry delay cap.")
     retry_max_attempts: int = Field(8, ge=1, description="Attempts before a record is dead-lettered.")
     dlq_max_replays: int = Field(3, ge=1, description="Replays of one record before replay refuses it.")
+    processor_start_timeout_s: float = Field(
+        300.0, gt=0, description="How long a starting processor waits for its broker and ledger, retrying, "
+        "before it exits 1.")
     processor_http_port: int = Field(0, ge=0, description="Processor /healthz + /metrics port (0: random).")
     processor_http_host: str = Field(
         "127.0.0.1", description="Interface for the processor's HTTP port (0.0.0.0 in a container)."
     )
     processor_shutdown_timeout_s: float = Field(20.0, gt=0, description="Drain bound on SIGTERM.")
+    processor_concurrency: int | None = Field(
+        None, ge=1, description="Processing lanes per processor process (keys in parallel; one key stays in "
+        "order). Unset: the processor class's choice, else 1 on SQLite and 8 on Postgres.")
     three_ds_ttl_s: float = Field(300.0, gt=0, description="3DS challenges older than this expire.")
     auto_unblock: bool = Field(False, description="card-status: unblock velocity-blocked cards via the API.")
     dispatch_concurrency: int = Field(8, ge=1, description="Outbox API commands in flight per process.")
     dispatch_lease_s: float = Field(
         30.0, gt=0, description="A claimed outbox command is re-sent (same key) if not settled by then."
+    )
+    outbox_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Settled outbox commands (sent, expired, dead) are deleted after this."
     )
 
     # --- Operations ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.ingest.authorization import Decider, load_policy
 from hookstream.ingest.forwarder import drain, run_forwarder
 from hookstream.ingest.openapi import openapi_route
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     # `ingest --workers N` imports this factory in fresh processes: they need the redacting setup too.
     configure_logging(settings.log_level, settings.log_format)
     register_secrets(k.get_secret_value() for k in settings.webhook_keys)
+    tracing.configure("hookstream-ingest")  # per worker process: the exporter's thread does not survive a fork
     publisher = publisher or Publisher(settings)
     spool_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookstream-spool")
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             spool_io.submit(spool.close).result(timeout=5)
             spool_io.shutdown(wait=True)
             log.info("ingest.stopped", spool_depth=spool.depth)
+            await loop.run_in_executor(None, tracing.shutdown)  # the last spans leave before the process does
 
     app = Starlette(
         routes=[

@@ -7,6 +7,8 @@ import time
 
 from pydantic import SecretStr
 
+_MAX_TIMESTAMP_DIGITS = 20  # epoch milliseconds have 13 digits until the year 2286
+
 
 class KeyRing:
     """The accepted webhook keys (several during a rotation), compared in constant time."""
@@ -30,8 +32,11 @@ def timestamp_fresh(header: str | None, window_s: float, now_s: float | None = N
     """True when X-Request-Timestamp (epoch ms) is absent, the check is off, or within the window."""
     if header is None or window_s <= 0:
         return True
+    text = header.strip()
+    if len(text) > _MAX_TIMESTAMP_DIGITS:  # not a time at all (and huge ints overflow the comparison)
+        return False
     try:
-        sent_ms = int(header.strip())
+        sent_ms = int(text)
     except ValueError:
         return False
     now_ms = (time.time() if now_s is None else now_s) * 1000

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.ingest.auth import KeyRing, timestamp_fresh
 from hookstream.ingest.authorization import AuthorizationRequest, Decider
 from hookstream.ingest.publisher import Headers, PublishError, Publisher
@@ -94,12 +94,29 @@ class Receiver:
         self._request_seconds = _Children(metrics.request_seconds, "observe")
         self._received = _Children(metrics.webhooks_received, "inc")
         self._published = _Children(metrics.webhooks_published, "inc")
+        self._tracer = tracing.tracer("hookstream.ingest")  # None: not exporting, no tracing work at all
+        self._publish = self.publisher.publish if self._tracer is None else self._publish_traced
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
-        response = await self._handle(request, started)
+        if self._tracer is None:
+            response = await self._handle(request, started)
+        else:
+            response = await self._handle_traced(request, started)
         self._request_seconds("webhook", str(response.status_code))(time.perf_counter() - started)
         return response
+
+    async def _handle_traced(self, request: Request, started: float) -> Response:
+        """The request as one SERVER span, continuing the caller's `traceparent` if it sent one."""
+        with self._tracer.start_as_current_span(
+            "POST /webhooks/cryptomate", context=tracing.extract(request.headers), kind=tracing.kind("SERVER"),
+            attributes={"http.request.method": "POST", "url.path": request.url.path},
+        ) as span:
+            response = await self._handle(request, started)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                tracing.fail(span, "not made durable")
+            return response
 
     async def _handle(self, request: Request, started: float) -> Response:
         hdrs = request.headers
@@ -129,6 +146,10 @@ class Receiver:
         trace = hdrs.get("x-trace-id")
         if trace is not None:
             base.append((h.TRACE_ID, h.fit(trace.encode())))
+        if self._tracer is not None:  # the processor's span continues this request's
+            span = tracing.current_span()
+            span.add_event("authenticated")
+            base.extend(tracing.record_headers(span))
 
         try:
             envelope = parse_envelope(body)
@@ -144,6 +165,10 @@ class Receiver:
 
         dedup = dedup_key(envelope)
         record_headers = envelope_headers(envelope, dedup) + base
+        if self._tracer is not None:
+            tracing.current_span().add_event("validated", {
+                "hookstream.product": envelope.product, "hookstream.event_type": envelope.event_type,
+                "hookstream.operation_id": loggable_operation_id(envelope)})
         key = partition_key(envelope, route)
         topic = self.settings.topic(route.topic)
         self._received(envelope.product, envelope.event_type)()
@@ -173,7 +198,7 @@ class Receiver:
     async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers) -> Response:
         """Regular events: 200 only once Kafka has the record, else 503 (the platform retries)."""
         try:
-            published = await self.publisher.publish(topic, body, key, headers, self._timeout)
+            published = await self._publish(topic, body, key, headers, self._timeout)
         except PublishError as exc:
             return self._unavailable(env.product, env.event_type, exc)
         self._published(env.product, env.event_type)()
@@ -188,7 +213,7 @@ class Receiver:
         A record acknowledged after its timeout is already on Kafka: the forwarder then skips its spooled copy.
         """
         try:
-            published = await self.publisher.publish(
+            published = await self._publish(
                 topic, body, key, headers, timeout,
                 late_ack=functools.partial(self.spool.acknowledged_late, topic, key, body))
         except PublishError as exc:
@@ -198,6 +223,8 @@ class Receiver:
             except (SpoolFull, OSError) as spool_exc:
                 log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
                 return self._unavailable(env.product, env.event_type, exc)
+            if self._tracer is not None:
+                tracing.current_span().add_event("spooled", {"hookstream.spool_depth": self.spool.depth})
             log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
                         cause=str(exc), spool_depth=self.spool.depth)
             return Response(answer, media_type=JSON)
@@ -215,6 +242,10 @@ class Receiver:
             AuthorizationRequest(env, data, dedup), max(budget_left * 0.75, 0.01)
         )
         decided = time.perf_counter()
+        if self._tracer is not None:
+            tracing.current_span().add_event("decided", {
+                "hookstream.response_code": decision.response_code, "hookstream.decision_reason": decision.reason,
+                "hookstream.decision_ms": round(elapsed * 1000, 3)})
         headers = headers + [
             (h.RESPONSE_CODE, decision.response_code.encode()),
             (h.DECISION_REASON, decision.reason.encode()),
@@ -240,7 +271,7 @@ class Receiver:
         headers = envelope_headers(env, dedup_key(env)) + base
         self._received("unrouted", "unrouted")()
         try:
-            await self.publisher.publish(self._topic_unrouted, body, loggable_operation_id(env).encode(), headers,
+            await self._publish(self._topic_unrouted, body, loggable_operation_id(env).encode(), headers,
                                          self._timeout)
         except PublishError as exc:
             return self._unavailable("unrouted", "unrouted", exc)
@@ -257,7 +288,7 @@ class Receiver:
         self._received("invalid", "invalid")()
         key = loggable_operation_id(env).encode() if env is not None else None
         try:
-            await self.publisher.publish(self._topic_quarantine, body, key, headers, self._timeout)
+            await self._publish(self._topic_quarantine, body, key, headers, self._timeout)
         except PublishError as pub_exc:
             return self._unavailable("invalid", "invalid", pub_exc)
         log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
@@ -265,6 +296,16 @@ class Receiver:
         payload = json.dumps({"response_code": "INVALID", "error": str(exc),
                               "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":"))
         return Response(payload.encode(), status_code=400, media_type=JSON)
+
+    async def _publish_traced(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
+                              timeout: float, late_ack: Callable[[], None] | None = None) -> Any:
+        """`Publisher.publish`, then a `published` event: where the record is; the time since `validated` is
+        the broker's acknowledgement. An event, not a child span: a span costs about twice as much (benchmarks)."""
+        published = await self.publisher.publish(topic, value, key, headers, timeout, late_ack)
+        tracing.current_span().add_event("published", {
+            "messaging.destination.name": topic, "messaging.destination.partition.id": str(published.partition),
+            "messaging.kafka.offset": published.offset})
+        return published
 
     def _unavailable(self, product: str, event_type: str, exc: Exception) -> Response:
         metrics.webhooks_failed.labels(product, event_type, "broker_unavailable").inc()

@@ -38,6 +38,12 @@ def _v5(conn: Connection) -> None:
     schema.unmatched_events.create(conn)
 
 
+def _v6(conn: Connection) -> None:
+    # Step 4 creates the outbox from today's table definition, which has the column already.
+    if "traceparent" not in {c["name"] for c in inspect(conn).get_columns(schema.outbox.name)}:
+        conn.execute(text("ALTER TABLE outbox ADD COLUMN traceparent TEXT"))
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
@@ -45,6 +51,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "create authorization_decisions; install hookstream_authorize (Postgres)", _v3),
     Migration(4, "create outbox, api_rate_slots", _v4),
     Migration(5, "create unmatched_events", _v5),
+    Migration(6, "add outbox.traceparent", _v6),
 ]
 LATEST = MIGRATIONS[-1].version
 

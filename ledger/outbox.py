@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,6 +38,7 @@ class OutboxCommand:
     origin_partition: int | None
     origin_offset: int | None
     dedup_key: str | None
+    traceparent: str | None = None  # the processor span that wrote it: the API call continues that trace
 
 
 def _insert(dialect_name: str) -> Any:
@@ -63,8 +65,11 @@ WHERE id IN (
   ORDER BY o.id LIMIT :limit {lock}
 )
 RETURNING id, processor, kind, payload, idempotency_key, order_key, deadline, attempts, first_failed_at,
-          origin_topic, origin_partition, origin_offset, dedup_key
+          origin_topic, origin_partition, origin_offset, dedup_key, traceparent
 """
+
+
+SETTLED = ("sent", "expired", "dead")
 
 
 class Outbox:
@@ -88,7 +93,7 @@ class Outbox:
             }).all()
         out = [OutboxCommand(r.id, r.processor, r.kind, json.loads(r.payload), r.idempotency_key, r.order_key,
                              r.deadline, r.attempts, r.first_failed_at, r.origin_topic, r.origin_partition,
-                             r.origin_offset, r.dedup_key) for r in rows]
+                             r.origin_offset, r.dedup_key, r.traceparent) for r in rows]
         return sorted(out, key=lambda c: c.id)
 
     def finish(self, command_id: int, owner: str, status: str, error: str | None = None) -> bool:
@@ -139,6 +144,19 @@ class Outbox:
             if slots:
                 conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
             return slots
+
+    def purge(self, processor: str, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` of `processor`'s settled commands finished before `finished_before`.
+
+        Pending commands are never touched; an event's redelivery is stopped by its inbox claim, so a
+        purged command is not enqueued again.
+        """
+        settled = (select(outbox.c.id)
+                   .where(outbox.c.processor == processor, outbox.c.status.in_(SETTLED),
+                          outbox.c.finished_at < finished_before)
+                   .order_by(outbox.c.id).limit(limit).scalar_subquery())
+        with self.ledger.unit_of_work() as uow:
+            return uow.connection.execute(delete(outbox).where(outbox.c.id.in_(settled))).rowcount
 
     def counts(self, processor: str | None = None) -> dict[str, int]:
         """Commands by status (for health and tests)."""

@@ -197,6 +197,8 @@ outbox = Table(
     Column("dedup_key", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
     Column("finished_at", UtcDateTime(), nullable=True),
+    # W3C traceparent of the processor span that wrote the command (migration 6): the API call's parent
+    Column("traceparent", Text, nullable=True),
     CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
     Index(None, "processor", "status", "due_at"),
     Index(None, "order_key", "status"),

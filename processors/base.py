@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel
 
@@ -14,6 +14,11 @@ from hookstream.domain.effects import ApiCommand
 from hookstream.idempotency import idempotency_key
 from hookstream.schemas.envelope import Envelope
 from hookstream.settings import Settings
+
+if TYPE_CHECKING:  # types only: the processor contract does not import the ledger or structlog at run time
+    from structlog.stdlib import BoundLogger
+
+    from hookstream.ledger.store import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class Processor:
     topics: ClassVar[tuple[str, ...]]  # logical topic names, e.g. schemas.routing.DEPOSITS
     event_types: ClassVar[frozenset[str] | None] = None  # lower-case event_type; None: all
     retry_budget_s: ClassVar[float | None] = None  # give up (dead-letter) this long after 1st failure
+    concurrency: ClassVar[int | None] = None  # lanes (keys in parallel); HOOKSTREAM_PROCESSOR_CONCURRENCY wins
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -90,8 +96,8 @@ class Context:
 
     processor: str
     event: Event
-    uow: Any  # hookstream.ledger unit of work: this event's transaction (claim already made)
-    log: Any  # structlog logger bound to the event's identity
+    uow: UnitOfWork  # this event's ledger transaction (a savepoint of the batch; the claim already made)
+    log: BoundLogger  # structlog logger bound to the event's identity
     settings: Settings
     attempt: int  # 1 on first delivery to this process, +1 per retry
     metrics: types.ModuleType = metrics

@@ -55,12 +55,14 @@ def _list(registry: Any) -> None:
 
 
 def _run(cls: Any) -> int:
+    from hookstream import tracing
     from hookstream.processors.health import Health, serve
     from hookstream.processors.runtime import Runtime
 
     settings = get_settings()
     processor = cls(settings)
     _check_start(processor, settings)
+    tracing.configure(f"hookstream-{processor.name}")
     log = get_logger("hookstream.processor", processor=processor.name)
     health = Health()
     server = serve(health, settings.processor_http_port, settings.processor_http_host)
@@ -86,6 +88,7 @@ def _run(cls: Any) -> int:
         return runtime.run()
     finally:
         server.shutdown()
+        tracing.shutdown()  # the last spans (and the dispatcher's) leave before the process does
 
 
 def _check_start(processor: Any, settings: Any) -> None:

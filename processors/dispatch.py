@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from hookstream import metrics
+from hookstream import metrics, tracing
 from hookstream.ledger.outbox import Outbox, OutboxCommand
 from hookstream.logs import get_logger
 from hookstream.processors.errors import Failure, classify_error
@@ -33,6 +34,8 @@ from hookstream.settings import Settings
 
 IDLE_S = 0.25  # longest wait between looks at the outbox (retries due, leases run out elsewhere)
 RATE_MARGIN = 0.1  # stay this far under the platform's limit (network jitter bunches arrivals)
+PURGE_EVERY_S = 300.0  # how often settled commands past their retention are deleted
+PURGE_BATCH = 1000  # rows per delete: short transactions, never a long lock on the outbox
 SETTLE_ATTEMPTS = 5  # tries to record a command's outcome before leaving it to its lease
 
 
@@ -79,7 +82,10 @@ class Dispatcher:
         self._slots = threading.Semaphore(self.concurrency)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
+        self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
         self.failed: BaseException | None = None  # the loop died: the process is unhealthy
+        self.retention_s = settings.outbox_retention_s
+        self._purge_due = time.monotonic() + PURGE_EVERY_S
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Dispatcher:
@@ -109,9 +115,28 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 — a database hiccup: look again after a pause
                 self.log.warning("dispatch.round_failed", error=repr(exc)[:300])
                 busy = False
+            if time.monotonic() >= self._purge_due:
+                self.purge()
             if not busy:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
+
+    def purge(self) -> int:
+        """Delete this processor's commands settled longer than the retention ago (a few batches per call)."""
+        self._purge_due = time.monotonic() + PURGE_EVERY_S
+        cutoff = datetime.fromtimestamp(self._clock() - self.retention_s, UTC)
+        deleted = 0
+        try:
+            for _ in range(10):
+                n = self.outbox.purge(self.processor, cutoff, PURGE_BATCH)
+                deleted += n
+                if n < PURGE_BATCH:
+                    break
+        except Exception as exc:  # noqa: BLE001 — a database hiccup: the next purge catches up
+            self.log.warning("dispatch.purge_failed", error=repr(exc)[:300])
+        if deleted:
+            self.log.info("dispatch.purged", commands=deleted, retention_s=self.retention_s)
+        return deleted
 
     def _round(self) -> bool:
         """Claim what fits in the free request slots and start sending it; True if it filled them."""
@@ -143,6 +168,19 @@ class Dispatcher:
                 self._slots.release()
 
     def _send(self, command: OutboxCommand, at: float) -> None:
+        if self._tracer is None:
+            self._send_one(command, at)
+            return
+        # A child of the processor span that wrote the command (its traceparent is in the row); the
+        # client's request span, and the traceparent header the API receives, are children of this one.
+        parent = tracing.extract({tracing.TRACEPARENT: command.traceparent}) if command.traceparent else None
+        with self._tracer.start_as_current_span(f"dispatch {command.kind}", context=parent, attributes={
+            "hookstream.processor": self.processor, "hookstream.command": command.kind,
+            "hookstream.attempt": command.attempts, "hookstream.idempotency_key": command.idempotency_key,
+        }):
+            self._send_one(command, at)
+
+    def _send_one(self, command: OutboxCommand, at: float) -> None:
         try:
             wait = at - self._clock()
             if wait > 0:

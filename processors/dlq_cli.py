@@ -59,12 +59,13 @@ def dlq() -> None:
 def _open(name: str) -> tuple[Any, Any, list[Any], dict[Any, int], dict[Any, int]]:
     from kafka import TopicPartition
 
-    from hookstream.kafka import make_consumer
+    from hookstream.kafka import TOOL_BOOTSTRAP_TIMEOUT_MS, make_consumer
     from hookstream.processors.dlq import dlq_name
 
     settings = get_settings()
     topic = settings.topic(dlq_name(name))
-    consumer = make_consumer(settings, group_id=None, role="dlq-cli")  # type: ignore[arg-type]
+    consumer = make_consumer(settings, group_id=None, role="dlq-cli",  # type: ignore[arg-type]
+                             bootstrap_timeout_ms=TOOL_BOOTSTRAP_TIMEOUT_MS)
     parts = consumer.partitions_for_topic(topic)
     if not parts:
         consumer.close()

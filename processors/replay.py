@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from hookstream.kafka import make_consumer, make_producer
+from hookstream.kafka import TOOL_BOOTSTRAP_TIMEOUT_MS, make_consumer, make_producer
 from hookstream.processors import dlq
 from hookstream.settings import Settings
 
@@ -42,7 +42,8 @@ def replay(
 ) -> ReplayReport:
     """Replay the dead letters of `processor`; see the module docstring for which ones."""
     topic = settings.topic(dlq.dlq_name(processor))
-    consumer = make_consumer(settings, replay_group(processor, settings), role="dlq-replay")
+    consumer = make_consumer(settings, replay_group(processor, settings), role="dlq-replay",
+                             bootstrap_timeout_ms=TOOL_BOOTSTRAP_TIMEOUT_MS)
     producer = None if dry_run else make_producer(settings, role="dlq-replay")
     report = ReplayReport(dry_run=dry_run)
     try:

@@ -89,6 +89,7 @@ def _endpoint(sandbox: Sandbox, ep: Endpoint) -> Callable[[Request], Awaitable[R
             "id": len(sandbox.calls) + 1, "at": datetime.now(UTC).isoformat(), "method": ep.method,
             "path": request.url.path, "template": ep.template, "query": dict(request.query_params),
             "body": _parse_for_record(raw), "idempotency_key": idem,
+            "traceparent": request.headers.get("traceparent"),  # W3C trace context, when the caller sent one
             "client_ip": request.client.host if request.client else None,
             "key_level": sandbox.state.api_keys.get(key or ""), "status": None, "response": None,
             "replayed": False, "fault": None,

@@ -164,3 +164,11 @@ class ClientStatus(_Data):
     status: str | None = None
     rejection_code: str | None = None
     rejection_description: str | None = None
+
+
+class Unrouted(_Data):
+    """The data of an event the routing table does not know yet: every field is in `model_extra`.
+
+    It reaches `cryptomate.unrouted`; a processor that subscribes there and declares the event type in
+    `event_types` handles it without a change to `schemas/`.
+    """

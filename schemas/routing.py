@@ -82,10 +82,11 @@ def route_for(envelope: Envelope) -> Route | None:
 
 
 def parse_data(envelope: Envelope, route: Route | None = None) -> BaseModel:
-    """The typed `data` of a routed event; EnvelopeError when it does not match its model."""
+    """The typed `data` of a routed event (EnvelopeError when it does not match its model); an event the
+    table does not know yet gets `events.Unrouted`, its fields untyped, for a processor that declares it."""
     route = route or route_for(envelope)
     if route is None:
-        raise EnvelopeError(f"no model for {envelope.product}/{envelope.event_type}")
+        return events.Unrouted.model_validate(envelope.data)
     try:
         return route.model.model_validate(envelope.data)
     except ValidationError as exc:

@@ -152,6 +152,7 @@ def start_processor(processes: Processes) -> Callable[..., Running]:
 class Sandbox:
     proc: Proc
     base: str
+    ingest_url: str = ""  # the receiver the sandbox delivers to
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.base + path, headers={"x-api-key": API_KEY}, timeout=30, **kwargs)
@@ -182,7 +183,7 @@ def start_pipeline(processes: Processes, tmp_path: Path) -> Callable[..., Sandbo
     delivering to it, in generation A or B."""
 
     def start(settings: Settings, generation: str = "B", policy: str | None = None,
-              amounts: str = "number") -> Sandbox:
+              amounts: str = "number", **ingest_env: str) -> Sandbox:
         ingest_port, sandbox_port = free_port(), free_port()
         env = {"HOOKSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
@@ -191,6 +192,7 @@ def start_pipeline(processes: Processes, tmp_path: Path) -> Callable[..., Sandbo
                "HOOKSTREAM_DATABASE_URL": settings.database_url}
         if policy:
             env["HOOKSTREAM_AUTHORIZATION_POLICY"] = policy
+        env.update(ingest_env)
         processes.start(["ingest", "--port", str(ingest_port)], env, name="ingest",
                         ready_url=f"http://127.0.0.1:{ingest_port}/readyz", timeout=60)
         base = f"http://127.0.0.1:{sandbox_port}"
@@ -198,7 +200,7 @@ def start_pipeline(processes: Processes, tmp_path: Path) -> Callable[..., Sandbo
             ["sandbox", "--port", str(sandbox_port), "--generation", generation, "--amounts", amounts,
              "--webhook-url", f"http://127.0.0.1:{ingest_port}/webhooks/cryptomate", "--webhook-key", WEBHOOK_KEY],
             {}, name="sandbox", ready_url=f"{base}/_sandbox/healthz", timeout=60)
-        return Sandbox(proc, base)
+        return Sandbox(proc, base, f"http://127.0.0.1:{ingest_port}/webhooks/cryptomate")
 
     return start
 

@@ -11,6 +11,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from hookstream import metrics
+from hookstream.processors.registry import registered
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy/prometheus/rules/hookstream.rules.yml"
@@ -18,7 +19,7 @@ RULE_TESTS = REPO / "deploy/prometheus/tests/hookstream.test.yml"
 DASHBOARD = REPO / "deploy/grafana/hookstream.json"
 OPERATIONS = REPO / "docs/operations.md"
 
-PROCESSORS = ("cards", "three-ds", "deposits", "treasury", "card-status")
+PROCESSORS = tuple(sorted(registered()))  # deploy/ is rendered from the registry (hookstream deploy render)
 
 # Grafana's built-in interval variables, as Grafana would substitute them at a 15 s scrape interval.
 GRAFANA_BUILTINS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}

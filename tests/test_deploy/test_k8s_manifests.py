@@ -14,20 +14,14 @@ import yaml
 from test_deploy.conftest import KUSTOMIZATIONS, by_kind
 from test_deploy.exprs import PROCESSORS, REPO
 from hookstream.cli import main
-from hookstream.schemas import routing
+from hookstream.processors.registry import load_all
 from hookstream.settings import Settings
 
 # Oldest Kubernetes we promise to run on (PDB policy/v1, HPA autoscaling/v2, StatefulSet PVC retention GA)
 # and the newest schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 KEDA_CRD = REPO / "deploy/k8s/schemas/keda.sh_scaledobjects.yaml"
-PROCESSOR_TOPICS = {
-    "cards": routing.CARDS_TRANSACTIONS,
-    "three-ds": routing.CARDS_3DS,
-    "deposits": routing.DEPOSITS,
-    "treasury": routing.TREASURY,
-    "card-status": routing.CARDS_STATUS,
-}
+PROCESSOR_TOPICS = {name: cls.topics[0] for name, cls in load_all().items()}  # KEDA measures one topic
 DOCKER_UID = 10001
 
 
@@ -164,6 +158,9 @@ def test_probes_hit_the_endpoints_each_role_serves_on_the_port_it_listens_on(ren
         if args[0] == "ingest":
             assert ports["http"] == int(args[args.index("--port") + 1])
             expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/healthz"}
+        elif args[0] == "lag":
+            assert ports["http"] == int(args[args.index("--serve") + 1])
+            expected = {"livenessProbe": "/metrics", "readinessProbe": "/metrics"}  # it serves only /metrics
         else:
             assert args[0] == "process"
             assert ports["http"] == int(config["HOOKSTREAM_PROCESSOR_HTTP_PORT"])
@@ -174,7 +171,7 @@ def test_probes_hit_the_endpoints_each_role_serves_on_the_port_it_listens_on(ren
         assert annotations["prometheus.io/port"] == str(ports["http"])
         assert annotations["prometheus.io/path"] == "/metrics"
         seen += 1
-    assert seen == 1 + len(PROCESSORS)
+    assert seen == 1 + len(PROCESSORS) + 1  # receiver, processors, lag exporter
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -333,7 +330,7 @@ def test_every_pod_reaches_kafka_with_tls_and_sasl_from_the_secret(rendered, pat
         assert env["HOOKSTREAM_KAFKA_SASL_USERNAME"] == "<hookstream-secrets/kafka-sasl-username>"
         assert env["HOOKSTREAM_KAFKA_SASL_PASSWORD"] == "<hookstream-secrets/kafka-sasl-password>"
         pods += 1
-    assert pods == 1 + len(PROCESSORS) + 1  # receiver, processors, topics-create
+    assert pods == 1 + len(PROCESSORS) + 1 + 1  # receiver, processors, topics-create, lag exporter
 
 
 def test_keda_scalers_use_the_processors_groups_topics_and_kafka_credentials(base):
@@ -373,8 +370,7 @@ def test_setup_job_upgrades_the_ledger_then_creates_replicated_topics(base):
     assert [c["args"][:2] for c in pod["initContainers"]] == [["db", "upgrade"]]
     (topics,) = pod["containers"]
     assert topics["args"][:2] == ["topics", "create"]
-    dlq = [topics["args"][i + 1] for i, a in enumerate(topics["args"]) if a == "--processor"]
-    assert sorted(dlq) == sorted(PROCESSORS)
+    assert "--all-processors" in topics["args"]  # every registered processor's dead-letter topic
     assert pod["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] >= 1
     config = by_kind(base, "ConfigMap")["hookstream-settings"]["data"]
     assert int(config["HOOKSTREAM_TOPIC_REPLICATION_FACTOR"]) == 3
@@ -416,5 +412,48 @@ def test_network_policies_deny_by_default_and_open_only_each_roles_port(rendered
         ports = {port["port"] for p in opened for rule in p["spec"]["ingress"] for port in rule["ports"]}
         named = {p["name"] for p in container.get("ports", [])}
         assert ports <= named, (obj["metadata"]["name"], ports, named)  # only ports the pod serves
-        if container["args"][0] in ("ingest", "process"):
+        if container["args"][0] in ("ingest", "process", "lag"):
             assert ports == {"http"}, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_the_lag_exporter_runs_beside_the_processors_and_is_scraped_as_hookstream_lag(rendered, path, tmp_path):
+    from test_deploy.conftest import run, tool
+
+    objects = rendered[path]
+    deployment = by_kind(objects, "Deployment")["hookstream-lag-exporter"]
+    assert deployment["spec"]["replicas"] == 1
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    port = int(container["args"][container["args"].index("--serve") + 1])
+    assert container["args"][:2] == ["lag", "--serve"] and container["args"][-2:] == ["--host", "0.0.0.0"]
+    template = deployment["spec"]["template"]["metadata"]
+    assert template["annotations"]["prometheus.io/scrape"] == "true"
+    assert template["annotations"]["prometheus.io/port"] == str(port)
+    service = by_kind(objects, "Service")["hookstream-lag-exporter"]
+    assert service["spec"]["selector"].items() <= template["labels"].items()
+    assert [p["port"] for p in service["spec"]["ports"]] == [port]
+
+    # The Kubernetes scrape config finds it by annotation and names its job as the rules expect.
+    scrape = yaml.safe_load((REPO / "deploy/prometheus/scrape-kubernetes.yml").read_text())
+    config = {"rule_files": [str(REPO / "deploy/prometheus/rules/*.yml")], **copy.deepcopy(scrape)}
+    for job in config["scrape_configs"]:  # the local promtool is built without Kubernetes discovery:
+        job.pop("kubernetes_sd_configs")  # check everything else (relabel regexes, rules) against file discovery
+        job["file_sd_configs"] = [{"files": [str(tmp_path / "targets.json")]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = scrape["scrape_configs"]
+    jobs = {}
+    for rule in job["relabel_configs"]:
+        if rule.get("target_label") == "job":
+            for component in re.fullmatch(r"\(?([\w|-]+)\)?", rule["regex"]).group(1).split("|"):
+                jobs[component] = rule["replacement"].replace("$1", component)
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            labels = obj["spec"]["template"]["metadata"]["labels"]
+            if obj["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true":
+                assert labels["app.kubernetes.io/component"] in jobs, obj["metadata"]["name"]
+    assert jobs == {"receiver": "hookstream-receiver", "processor": "hookstream-processor",
+                    "lag-exporter": "hookstream-lag"}
+    relabelled = {r["target_label"] for r in job["relabel_configs"] if "target_label" in r}
+    assert "processor" in relabelled  # HookstreamProcessorDown groups up{} by it

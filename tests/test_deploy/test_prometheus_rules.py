@@ -87,7 +87,7 @@ def test_promql_names_only_declared_metrics_and_their_labels(expr):
     names = metric_names(query)
     assert names, f"{expr.where}: selects no metric"
     labels = label_names(query)
-    allowed = {"le", "job", "instance", "namespace", "pod"}
+    allowed = {"le", "job", "instance", "namespace", "pod", "processor"}  # processor: a target label too
     for name in names:
         if name in SCRAPE_METRICS:
             continue
@@ -124,3 +124,25 @@ def test_dashboard_panels_do_not_overlap():
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
                 cells[(x, y)] = panel["title"]
+
+
+def test_the_dashboard_shows_what_an_on_call_engineer_acts_on():
+    """Issue 11: DLQ backlog per processor (a level, not a rate), processes up and restarts, Kafka reachability,
+    spool records and bytes on separate axes, authorization fallbacks per minute."""
+    panels = {p["title"]: p for p in dashboard()["panels"] if p["type"] != "row"}
+
+    def exprs(title: str) -> list[str]:
+        return [t["expr"] for t in panels[title]["targets"]]
+
+    assert exprs("Dead letters held per processor") == ["sum by (processor) (hookstream_dlq_records)"]
+    assert any("up{" in e for e in exprs("Processes up"))
+    assert any(e.startswith("changes(process_start_time_seconds") for e in exprs("Restarts (last hour)"))
+    assert any("hookstream_kafka_up" in e for e in exprs("Kafka reachable"))
+    assert any("hookstream_consumer_group_lag" in e for e in exprs("Consumer lag per group (committed offsets)"))
+    spool = panels["Spool records and bytes"]
+    by_ref = {t["refId"]: t["expr"] for t in spool["targets"]}
+    (bytes_ref,) = [ref for ref, e in by_ref.items() if "hookstream_spool_bytes" in e]
+    (override,) = [o for o in spool["fieldConfig"]["overrides"] if o["matcher"]["options"] == bytes_ref]
+    assert {"id": "custom.axisPlacement", "value": "right"} in override["properties"]
+    assert exprs("Fallbacks per minute by cause") == [
+        "60 * sum by (cause) (rate(hookstream_authorization_fallbacks_total[$__rate_interval]))"]

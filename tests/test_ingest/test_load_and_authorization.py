@@ -140,3 +140,26 @@ def test_a_record_acknowledged_after_it_was_spooled_is_not_forwarded_again(setti
     assert spooled > 0  # the deadline was shorter than an ack: the copies exist
     records = topic_reader("cryptomate.cards.3ds", len(ops))
     assert sorted(json.loads(r.value)["operation_id"] for r in records) == ops
+
+
+def test_a_body_at_the_largest_allowed_limit_is_published(settings, start_receiver, topic_reader):
+    """HOOKSTREAM_MAX_BODY_BYTES cannot be set past what one Kafka record holds; at that bound the body
+    and its metadata headers still fit, so the webhook is kept (not 503 forever)."""
+    from hookstream.settings import MAX_RECORD_BODY_BYTES
+
+    receiver = start_receiver(settings, HOOKSTREAM_MAX_BODY_BYTES=str(MAX_RECORD_BODY_BYTES))
+    small = _body(DEPOSIT, "0xbiggest", note="")
+    body = _body(DEPOSIT, "0xbiggest", note="x" * (MAX_RECORD_BODY_BYTES - len(small)))
+    assert len(body) == MAX_RECORD_BODY_BYTES
+    response = receiver.post(body, **{"X-Trace-Id": "t" * 4096})
+    assert response.status_code == 200, receiver.proc.output()[-3000:]
+    [record] = topic_reader("cryptomate.deposits", 1)
+    assert record.value == body
+
+
+def test_an_absurd_request_timestamp_is_refused_not_a_server_error(settings, start_receiver):
+    receiver = start_receiver(settings, HOOKSTREAM_REQUEST_TIMESTAMP_WINDOW_S="300")
+    for stamp in ("1" * 4096, "9" * 400, "-" + "9" * 30, "1e999"):
+        assert receiver.post(_body(DEPOSIT, "0xstamp"), **{"X-Request-Timestamp": stamp}).status_code == 401
+    fresh = str(int(time.time() * 1000))
+    assert receiver.post(_body(DEPOSIT, "0xstamp"), **{"X-Request-Timestamp": fresh}).status_code == 200

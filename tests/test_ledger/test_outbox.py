@@ -73,3 +73,27 @@ def test_dispatchers_sharing_an_api_key_share_one_request_schedule(ledger: Ledge
     gaps = [b - a for a, b in zip(ordered, ordered[1:])]
     assert min(gaps) >= 1 / rate - 1e-6, min(gaps)
     assert max(sum(1 for s in ordered if t <= s < t + 1.0) for t in ordered) <= 15
+
+
+def test_settled_commands_are_purged_after_the_retention_pending_ones_never(ledger: Ledger) -> None:
+    from hookstream.processors.dispatch import Dispatcher
+    from hookstream.settings import Settings
+
+    with ledger.unit_of_work() as uow:
+        enqueue(uow, [command("sent"), command("dead"), command("waiting"),
+                      {**command("other"), "processor": "q"}])
+    box = Outbox(ledger)
+    now = time.time()
+    claimed = {c.idempotency_key: c for c in box.claim("p", "d", 10, lease_s=5, now=now)}
+    assert box.finish(claimed["sent"].id, "d", "sent") and box.finish(claimed["dead"].id, "d", "dead", "boom")
+    box.release([claimed["waiting"].id], "d")
+    other = box.claim("q", "d", 10, lease_s=5, now=now)
+    assert box.finish(other[0].id, "d", "sent")
+
+    settings = Settings(outbox_retention_s=3600)
+    recent = Dispatcher("p", settings, ledger, lambda: None, None, clock=lambda: now)
+    assert recent.purge() == 0, "settled within the retention: kept"
+    later = Dispatcher("p", settings, ledger, lambda: None, None, clock=lambda: now + 3600 + 60)
+    assert later.purge() == 2
+    assert box.counts("p") == {"pending": 1}, "a pending command is never purged"
+    assert box.counts("q") == {"sent": 1}, "another processor's commands are its own dispatcher's"

@@ -98,15 +98,15 @@ def test_help_texts_carry_no_internal_references():
 def test_the_processor_example_defines_the_class_its_registration_names(tmp_path, monkeypatch):
     doc = (ROOT / "docs" / "processors.md").read_text()
     (python,) = [body for lang, body in code_blocks(ROOT / "docs" / "processors.md") if lang == "python"]
-    spec = re.search(r'deposits = "([\w.]+):(\w+)"', doc)
-    module, cls = spec.groups()
+    (toml,) = [body for lang, body in code_blocks(ROOT / "docs" / "processors.md") if lang == "toml"]
+    name, module, cls = re.search(r'([\w-]+) = "([\w.]+):(\w+)"', toml).groups()
     package = tmp_path.joinpath(*module.split(".")[:-1])
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / f"{module.rsplit('.', 1)[1]}.py").write_text(python)
     monkeypatch.syspath_prepend(str(tmp_path))
     loaded = getattr(importlib.import_module(module), cls)
-    assert issubclass(loaded, Processor) and loaded.name == "deposits"
+    assert issubclass(loaded, Processor) and loaded.name == name
     for builtin in re.findall(r"`(hookstream\.[\w.]+):(\w+)`", doc):
         assert issubclass(getattr(importlib.import_module(builtin[0]), builtin[1]), Processor), builtin
 

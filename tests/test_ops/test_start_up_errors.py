@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,10 +76,32 @@ def closed_port() -> int:
                          ids=lambda v: " ".join(v))
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit(verb):
     bootstrap = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
     result = run(verb, {"HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap}, timeout=120)
+    waited = time.monotonic() - started
     assert result.returncode == 1
     line = one_line(result)
     assert line.startswith("Error: Kafka at") and bootstrap in line, line
+    # TOOL_BOOTSTRAP_TIMEOUT_MS (10 s) plus interpreter start-up, well short of kafka-python's own 30 s.
+    assert waited < 25, waited
+
+
+def test_a_processor_waits_for_an_unreachable_broker_within_its_start_bound_then_says_so_in_one_line(tmp_path):
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    env = {"HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+           "HOOKSTREAM_PROCESSOR_START_TIMEOUT_S": "12"}
+    assert run(["db", "upgrade"], env).returncode == 0
+    started = time.monotonic()
+    result = run(["process", "cards"], env, timeout=120)
+    waited = time.monotonic() - started
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: Kafka at") and bootstrap in lines[-1], lines[-1]
+    assert not [line for line in lines[:-1] if line.startswith("Error:")]
+    events = [json.loads(line)["event"] for line in lines[:-1]]  # everything before the verdict is JSON
+    assert events.count("processor.start_waiting") >= 1, events  # it retried before giving up
+    # The bound (12 s) plus the attempt in progress when it ran out (TOOL_BOOTSTRAP_TIMEOUT_MS, 10 s).
+    assert 12 <= waited < 40, waited
 
 
 @pytest.mark.parametrize("name,extra", [("three-ds", {}), ("deposits", {}),

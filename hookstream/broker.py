@@ -108,9 +108,15 @@ def _remembered(state: Path) -> dict:
     return json.loads(state.read_text()) if state.is_file() else {}
 
 
+# Secured listeners a test broker opens beside PLAINTEXT: listener name → security protocol.
+SECURED_LISTENERS = {"SASL_SSL": "SASL_SSL", "SSL": "SSL", "MTLS": "SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
+
+
 @dataclass
 class SecuredListener:
-    """A SASL_SSL listener beside PLAINTEXT: a PEM key and certificate chain, SCRAM-SHA-256/512 and PLAIN users.
+    """Secured listeners beside PLAINTEXT, all with one PEM key and certificate chain and one set of users:
+    SASL_SSL and SASL_PLAINTEXT (SCRAM-SHA-256/512 and PLAIN), SSL (TLS only) and, with `client_ca_pem`, MTLS
+    (TLS that requires a client certificate signed by that CA).
 
     The certificate should name `localhost` (the advertised host name) so that clients can check it.
     """
@@ -118,7 +124,16 @@ class SecuredListener:
     key_pem: str
     cert_chain_pem: str
     users: dict[str, str]
-    port: int | None = None
+    client_ca_pem: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in SECURED_LISTENERS if n != "MTLS" or self.client_ca_pem]
+
+    @property
+    def port(self) -> int | None:
+        return self.ports.get("SASL_SSL")
 
 
 def _escape_property(value: str) -> str:
@@ -163,8 +178,12 @@ class LocalBroker:
 
     @property
     def secured_bootstrap(self) -> str:
+        return self.listener_bootstrap("SASL_SSL")
+
+    def listener_bootstrap(self, name: str) -> str:
+        """`localhost:PORT` of a secured listener (`SECURED_LISTENERS`), as the broker advertises it."""
         assert self.secured is not None
-        return f"localhost:{self.secured.port}"
+        return f"localhost:{self.secured.ports[name]}"
 
     @property
     def pid(self) -> int | None:
@@ -185,7 +204,9 @@ class LocalBroker:
         self.port = self.port or remembered.get("port") or free_port()
         self.controller_port = self.controller_port or remembered.get("controller_port") or free_port()
         if self.secured is not None:
-            self.secured.port = self.secured.port or remembered.get("secured_port") or free_port()
+            known = remembered.get("secured_ports", {})
+            self.secured.ports = {n: self.secured.ports.get(n) or known.get(n) or free_port()
+                                  for n in self.secured.names}
         attempts = 1 if fixed_ports else 3
         for attempt in range(attempts):
             try:
@@ -198,14 +219,14 @@ class LocalBroker:
                     raise BrokerError(f"ports {self.port}/{self.controller_port} are in use") from None
                 self.port, self.controller_port = free_port(), free_port()
                 if self.secured is not None:
-                    self.secured.port = free_port()
+                    self.secured.ports = {n: free_port() for n in self.secured.names}
         raise AssertionError("unreachable")
 
     def _remember(self) -> None:
         assert self.data_dir is not None
         state = {"port": self.port, "controller_port": self.controller_port}
         if self.secured is not None:
-            state["secured_port"] = self.secured.port
+            state["secured_ports"] = self.secured.ports
         (self.data_dir / "hookstream-broker.json").write_text(json.dumps(state))
 
     def _config(self) -> Path:
@@ -229,20 +250,38 @@ class LocalBroker:
     def _secured_properties(self, secured: SecuredListener) -> dict[str, str]:
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         plain_users = " ".join(f'user_{name}="{password}"' for name, password in secured.users.items())
-        return {
+        names = secured.names
+        props = {
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
-                         f"SASL_SSL://127.0.0.1:{secured.port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://localhost:{secured.port}",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+                         + ",".join(f"{n}://127.0.0.1:{secured.ports[n]}" for n in names),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                                    + ",".join(f"{n}://localhost:{secured.ports[n]}" for n in names),
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                                              + ",".join(f"{n}:{SECURED_LISTENERS[n]}" for n in names),
             "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
-            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
-            "listener.name.sasl_ssl.plain.sasl.jaas.config":
-                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.key": _escape_property(secured.key_pem),
-            "listener.name.sasl_ssl.ssl.keystore.certificate.chain": _escape_property(secured.cert_chain_pem),
         }
+        for name in names:
+            prefix = f"listener.name.{name.lower()}."
+            if SECURED_LISTENERS[name].startswith("SASL_"):
+                props |= {
+                    prefix + "scram-sha-256.sasl.jaas.config": scram,
+                    prefix + "scram-sha-512.sasl.jaas.config": scram,
+                    prefix + "plain.sasl.jaas.config":
+                        f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+                }
+            if SECURED_LISTENERS[name].endswith("SSL"):
+                props |= {
+                    prefix + "ssl.keystore.type": "PEM",
+                    prefix + "ssl.keystore.key": _escape_property(secured.key_pem),
+                    prefix + "ssl.keystore.certificate.chain": _escape_property(secured.cert_chain_pem),
+                }
+        if secured.client_ca_pem:
+            props |= {
+                "listener.name.mtls.ssl.client.auth": "required",
+                "listener.name.mtls.ssl.truststore.type": "PEM",
+                "listener.name.mtls.ssl.truststore.certificates": _escape_property(secured.client_ca_pem),
+            }
+        return props
 
     def _format_args(self, config: Path) -> list[str]:
         args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id or _cluster_id(), "-c", str(config)]

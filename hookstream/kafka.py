@@ -6,13 +6,14 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-from kafka.producer.transaction_manager import TransactionState
+from kafka.errors import KafkaConnectionError, RetriableError, TopicAlreadyExistsError
+from kafka.producer.transaction_manager import InitProducerIdHandler, TransactionState
 
 from hookstream.logs import get_logger, register_secrets
 from hookstream.settings import Settings
@@ -70,21 +71,63 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+# ApiVersions v0 (api key 18), correlation id 1, no client id: brokers answer it on every listener before SASL.
+_API_VERSIONS = struct.pack(">ihhih", 10, 18, 0, 1, -1)
+# TLS alerts a broker sends when it refuses the client's certificate (Java sends bad_certificate for a missing one)
+_CLIENT_CERT_ALERTS = {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
+                       "SSLV3_ALERT_CERTIFICATE_UNKNOWN"}
+
+
+def _tls_problem(settings: Settings, exc: ssl.SSLError) -> str:
+    if exc.reason in _CLIENT_CERT_ALERTS:
+        if not settings.kafka_ssl_certfile:
+            return ("the broker requires a client certificate "
+                    "(set HOOKSTREAM_KAFKA_SSL_CERTFILE and HOOKSTREAM_KAFKA_SSL_KEYFILE)")
+        return f"the broker refused the client certificate ({exc.reason}: is it signed by a CA the broker trusts?)"
+    return getattr(exc, "verify_message", None) or exc.reason or str(exc)
+
+
+def _answers(sock: socket.socket, server: str) -> None:
+    """Send ApiVersions and read the answer's size: proves a Kafka listener speaking this protocol is there.
+
+    With TLS 1.3 a broker refuses a missing or untrusted client certificate only after the client's handshake
+    has finished, so this read is where mTLS failures show.
+    """
+    sock.sendall(_API_VERSIONS)
+    if len(sock.recv(4)) < 4:
+        raise KafkaUnavailable(f"{server} closed the connection without answering "
+                               "(check HOOKSTREAM_KAFKA_SECURITY_PROTOCOL against the listener)")
+
+
 def _reach(settings: Settings, deadline: float) -> None:
-    """TCP, then TLS when configured, to the first bootstrap server that answers; raise with the last reason."""
+    """TCP, then TLS when configured, then one ApiVersions request, to the first bootstrap server that answers;
+    raise with the last reason."""
     reason = "no bootstrap servers"
     for server in settings.kafka_bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
+        step = "connect to"
         try:
             with socket.create_connection((host, int(port)), timeout=max(0.5, deadline - time.monotonic())) as sock:
                 if settings.kafka_security_protocol.endswith("SSL"):
-                    with _tls_context(settings).wrap_socket(sock, server_hostname=host):
-                        pass
+                    step = "TLS handshake with"
+                    with _tls_context(settings).wrap_socket(sock, server_hostname=host) as tls:
+                        step = "TLS session with"
+                        _answers(tls, server)
+                else:
+                    step = "Kafka request to"
+                    _answers(sock, server)
             return
+        except KafkaUnavailable as exc:
+            reason = str(exc)
         except ssl.SSLError as exc:
-            reason = f"TLS handshake with {server} failed: {getattr(exc, 'verify_message', None) or exc.reason}"
-        except (OSError, ValueError) as exc:
-            reason = f"cannot connect to {server}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            reason = f"{step} {server} failed: {_tls_problem(settings, exc)}"
+        except TimeoutError:
+            reason = f"{step} {server}: no answer in time"
+        except ValueError as exc:
+            reason = str(exc)
+        except OSError as exc:
+            reason = (f"cannot connect to {server}: {exc.strerror or exc}" if step == "connect to"
+                      else f"{step} {server} failed: {exc.strerror or exc}")
     raise KafkaUnavailable(reason)
 
 
@@ -148,18 +191,25 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
 
 
 def reinitialize_after_reset(producer: KafkaProducer) -> None:
-    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own.
+    """Make an idempotent kafka-python 3.0 producer fetch a new producer id after it dropped its own, and keep
+    asking when that request times out.
 
-    `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
-    an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
-    `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
-    the producer never sends again. The Java client moves to UNINITIALIZED on this reset
-    (`resetIdempotentProducerId`), which is what this does.
+    1. `TransactionManager.reset_producer_id()` (called when a batch that was already sent expires, i.e.
+       an outage longer than delivery_timeout_ms) clears the producer id but leaves the state READY, and
+       `init_producer_id()` only acts from UNINITIALIZED, so `Sender.run_once()` returns early forever:
+       the producer never sends again. The Java client moves to UNINITIALIZED on this reset
+       (`resetIdempotentProducerId`), which is what this does.
+    2. The InitProducerId request that follows goes to a broker that has just come back; if it times out
+       client-side (RequestTimedOutError), kafka-python's `TxnRequestHandler.on_complete` treats that as an
+       unknown error and moves the producer to FATAL_ERROR: every later batch is aborted. Only a lost
+       connection is retried there. A retriable error is retried here the same way (the Java client retries
+       both).
     """
     manager = producer._transaction_manager
     if manager is None or manager.is_transactional() or "reset_producer_id" in vars(manager):
         return  # not idempotent, transactional, or already repaired
     reset = manager.reset_producer_id
+    enqueue = manager._enqueue_request
 
     def reset_and_reinitialize() -> None:
         with manager._lock:
@@ -168,14 +218,62 @@ def reinitialize_after_reset(producer: KafkaProducer) -> None:
                 manager._current_state = TransactionState.UNINITIALIZED
         log.warning("kafka.producer.id_reset", reason="a sent batch expired; a new producer id is requested")
 
+    def enqueue_retrying(handler: Any) -> None:
+        if isinstance(handler, InitProducerIdHandler) and "on_complete" not in vars(handler):
+            complete = handler.on_complete
+
+            def on_complete(correlation_id: int, response_or_exc: Any) -> None:
+                if (isinstance(response_or_exc, RetriableError) and not isinstance(response_or_exc, KafkaConnectionError)
+                        and correlation_id == manager._in_flight_request_correlation_id):
+                    manager.clear_in_flight_transactional_request_correlation_id()
+                    log.warning("kafka.producer.id_request_retry", error=type(response_or_exc).__name__)
+                    handler.reenqueue()
+                    return
+                complete(correlation_id, response_or_exc)
+
+            handler.on_complete = on_complete
+        enqueue(handler)
+
     manager.reset_producer_id = reset_and_reinitialize
+    manager._enqueue_request = enqueue_retrying
 
 
 def wedged(producer: KafkaProducer) -> bool:
-    """The state kafka-python cannot leave by itself: idempotent, READY, and no producer id."""
+    """A state kafka-python cannot leave by itself: idempotent and either in FATAL_ERROR (every batch is aborted)
+    or READY without a producer id."""
     manager = producer._transaction_manager
-    return (manager is not None and not manager.is_transactional() and not manager.has_producer_id()
-            and manager._current_state == TransactionState.READY)
+    return (manager is not None and not manager.is_transactional()
+            and (manager.has_fatal_error()
+                 or (not manager.has_producer_id() and manager._current_state == TransactionState.READY)))
+
+
+class Consumer(KafkaConsumer):
+    """kafka-python's consumer, whose poll() survives a broker outage: a retriable error is an empty poll.
+
+    kafka-python 3.0.12 lets a connection error out of poll() while the broker is down: looking up the group
+    coordinator fails with KafkaConnectionError (an InvalidMetadataError), it then waits for a metadata refresh,
+    and that refresh's own connection error escapes (`ensure_coordinator_ready_async` catches only
+    KafkaTimeoutError around it). Every caller would exit on a broker restart; an outage is not an error of the
+    process, so poll() waits out its timeout and returns nothing, as it does when no records come.
+    """
+
+    _failing: str | None = None
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None, update_offsets: bool = True) -> dict:
+        try:
+            records = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        except RetriableError as exc:
+            error = type(exc).__name__
+            if self._failing != error:  # one line per outage, not one per poll
+                log.warning("kafka.consumer.poll_failed", error=error, detail=str(exc)[:200],
+                            group=self.config.get("group_id"))
+            self._failing = error
+            time.sleep(min(timeout_ms, 1000) / 1000)
+            return {}
+        if self._failing is not None:
+            log.info("kafka.consumer.poll_recovered", after=self._failing, group=self.config.get("group_id"))
+            self._failing = None
+        return records
 
 
 def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **overrides: Any) -> KafkaConsumer:
@@ -195,7 +293,7 @@ def make_consumer(settings: Settings, group_id: str, role: str = "consumer", **o
         "isolation_level": "read_committed",
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    return Consumer(**config)
 
 
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:

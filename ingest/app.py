@@ -51,7 +51,7 @@ class Probes:
         """Why webhooks cannot be made durable now, else None."""
         publisher = self._publisher
         if not publisher.connected:
-            return "kafka producer not connected yet"
+            return publisher.unavailable or "kafka producer not connected yet"
         if not publisher.broker_connected():
             return "no connection to a kafka broker"
         if not publisher.has_producer_id():

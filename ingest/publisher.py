@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from hookstream import metrics
-from hookstream.kafka import make_producer, wedged
+from hookstream.kafka import KafkaUnavailable, check_connection, make_producer, wedged
 from hookstream.logs import get_logger
 from hookstream.settings import Settings
 
@@ -23,6 +23,7 @@ log = get_logger(__name__)
 Headers = list[tuple[str, bytes]]
 
 _METADATA_RETRY_S = 0.05  # how often records parked for topic metadata are looked at again
+CONNECT_CHECK_S = 10.0  # bound on the start-up connection check (TCP, TLS, SASL)
 
 
 class PublishError(Exception):
@@ -79,6 +80,7 @@ class Publisher:
         self._unacked_since: float | None = None  # first send after the last broker ack
         self._wedged_since: float | None = None
         self._connected_since: float | None = None
+        self.unavailable: str | None = None  # why the producer cannot connect (one line), while it cannot
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, topics: Iterable[str] = ()) -> None:
@@ -92,9 +94,15 @@ class Publisher:
         delay = 0.2
         while not self._closing.is_set() and self._producer is None:
             try:
+                # kafka-python retries a refused login or certificate for its whole bootstrap timeout and then
+                # says only "NoBrokersAvailable": the check names the failed step (TCP, TLS, SASL) in one line
+                check_connection(self._settings, timeout=CONNECT_CHECK_S)
                 producer = self._factory(self._settings, role="ingest")
-            except KafkaError as exc:
-                log.warning("kafka.producer.unavailable", error=type(exc).__name__, retry_in_s=delay)
+            except (KafkaUnavailable, KafkaError) as exc:
+                reason = str(exc) if isinstance(exc, KafkaUnavailable) else type(exc).__name__
+                if reason != self.unavailable:  # one line per cause, not one per retry
+                    log.error("kafka.producer.unavailable", reason=reason, retry_in_s=delay)
+                self.unavailable = reason
                 self._closing.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -104,6 +112,7 @@ class Publisher:
             self._topics_added_ms = time.monotonic() * 1000  # kafka-python's clock for refreshes
             producer._sender.wakeup()
             self._producer = producer
+            self.unavailable = None
             log.info("kafka.producer.connected", bootstrap=self._settings.kafka_bootstrap)
 
     def _coalesce_wakeups(self, producer: KafkaProducer) -> None:
@@ -163,7 +172,7 @@ class Publisher:
         if wedged(producer):
             self._wedged_since = self._wedged_since or now
             if now - self._wedged_since > after_s:
-                return "kafka producer has no producer id and will not request one"
+                return "kafka producer cannot send again by itself (fatal error, or no producer id and none requested)"
         else:
             self._wedged_since = None
         if not self.broker_connected():

@@ -241,6 +241,7 @@ class Receiver:
         decision, elapsed = await self.decider.decide(
             AuthorizationRequest(env, data, dedup), max(budget_left * 0.75, 0.01)
         )
+        decided = time.perf_counter()
         if self._tracer is not None:
             tracing.current_span().add_event("decided", {
                 "hookstream.response_code": decision.response_code, "hookstream.decision_reason": decision.reason,
@@ -257,7 +258,13 @@ class Receiver:
         log.info("authorization.decided", operation_id=loggable_operation_id(env), dedup_key=dedup,
                  response_code=decision.response_code, reason=decision.reason,
                  decision_ms=round(elapsed * 1000, 3))
-        return await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer)
+        response = await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer)
+        done = time.perf_counter()
+        if done - started > self._budget:  # the phases say where it went: decision, or Kafka ack / spool fsync
+            log.warning("authorization.over_budget", operation_id=loggable_operation_id(env),
+                        took_ms=round((done - started) * 1000, 1), decision_ms=round(elapsed * 1000, 1),
+                        durable_ms=round((done - decided) * 1000, 1), budget_ms=round(self._budget * 1000))
+        return response
 
     async def _unrouted(self, body: bytes, env: Envelope, base: Headers) -> Response:
         """Authentic, but a product/event type this version does not know: kept, answered 200."""

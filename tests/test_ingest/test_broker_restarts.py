@@ -28,6 +28,7 @@ OUTAGE_S = 8.0  # longer than delivery timeout + 1 s: the outage that wedged kaf
 DELIVERY_TIMEOUT_S = 2.0
 BUDGET_S = 0.8
 PLATFORM_DEADLINE_S = 1.2
+STARVED_SHARE = 0.25  # the receiver's loop thread waited for a CPU this share of a late answer's window or more
 
 
 def _bodies(count: int) -> list[tuple[str, str, str, bytes]]:
@@ -66,6 +67,8 @@ def test_three_broker_restarts_under_load_recover_by_themselves_and_lose_nothing
             rate=RATE, connections=32, timeout=30.0, stop=stop_sending))
 
     sender = threading.Thread(target=load, name="load")
+    starvation = Starvation(receiver.proc.pid)
+    starvation.start()
     sender.start()
     returns: list[float] = []
     health: list[int] = []
@@ -96,6 +99,7 @@ def test_three_broker_restarts_under_load_recover_by_themselves_and_lose_nothing
     finally:
         stop_sending.set()
         sender.join(timeout=120)
+        starvation.stop.set()
     result = outcome["result"]
     sent = result.sent
     items = items[:sent]
@@ -116,11 +120,26 @@ def test_three_broker_restarts_under_load_recover_by_themselves_and_lose_nothing
     # every authorization answered inside the platform's deadline, with a response code
     auth = [i for i, (event_type, *_) in enumerate(items) if event_type == "authorization"]
     assert len(auth) > 100
-    # Answered in time is NOT asserted here: measured by this load generator from each request's scheduled
-    # time on a shared 2-core machine, its own queueing counts too (see /work/notes/ingest.md for figures)
-    late = [result.latencies[i] for i in auth if result.latencies[i] >= PLATFORM_DEADLINE_S]
-    print(f"authorizations: {len(auth)}, answered after {PLATFORM_DEADLINE_S}s as seen by the client: "
-          f"{len(late)}, slowest {max(result.latencies[i] for i in auth):.2f}s")
+    # Answered in time, as the platform sees it: measured by this load generator from each request's scheduled
+    # time. On a shared 2-core machine an answer can be late because no CPU ran the receiver's event loop (or the
+    # load generator); the receiver's own phases are logged when it runs over its budget (authorization.over_budget).
+    # The promise checked: a late answer happens only while the receiver's loop thread was starved of CPU
+    # (waiting on a run queue, /proc/PID/schedstat) or the load generator itself sent late.
+    late = [i for i in auth if result.latencies[i] >= PLATFORM_DEADLINE_S]
+    over_budget = {e["operation_id"]: e for e in _log_events(receiver.proc.output(), "authorization.over_budget")}
+    unexplained = []
+    for i in late:
+        window = (result.sent_at[i], result.sent_at[i] + result.latencies[i])
+        starved = starvation.share(*window)
+        if starved < STARVED_SHARE and result.send_lag[i] < PLATFORM_DEADLINE_S - BUDGET_S:
+            unexplained.append((items[i][2], round(result.latencies[i], 2), round(starved, 2),
+                                over_budget.get(items[i][2])))
+    print(f"authorizations: {len(auth)}, answered after {PLATFORM_DEADLINE_S}s as seen by the client: {len(late)} "
+          f"(slowest {max(result.latencies[i] for i in auth):.2f}s; sent late by the load generator: "
+          f"{sum(result.send_lag[i] >= PLATFORM_DEADLINE_S - BUDGET_S for i in late)}; over budget inside the "
+          f"receiver: {sum(items[i][2] in over_budget for i in late)}); receiver loop thread waiting for a CPU "
+          f"{starvation.share(starvation.first, starvation.last):.0%} of the run; machine: {starvation.machine()}")
+    assert not unexplained, f"late answers while the receiver had the CPU: {unexplained[:10]}"
     assert all(b'"response_code"' in result.answers[i] for i in auth)
 
     # 200 again within seconds of each return, for events the platform retries
@@ -177,3 +196,51 @@ def _metric(base: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exported")
+
+
+class Starvation(threading.Thread):
+    """Samples how long a process's main thread (the receiver's event loop) waited on a CPU run queue
+    (/proc/PID/task/PID/schedstat, second field, ns) and the machine's load, every 0.25 s."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="starvation", daemon=True)
+        self.path = f"/proc/{pid}/task/{pid}/schedstat"
+        self.samples: list[tuple[float, float]] = []  # (wall time, cumulative run-queue wait s)
+        self.loads: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with open(self.path) as f:
+                    waited = int(f.read().split()[1]) / 1e9
+                with open("/proc/loadavg") as f:
+                    self.loads.append(float(f.read().split()[0]))
+            except (OSError, ValueError, IndexError):
+                return
+            self.samples.append((time.time(), waited))
+            self.stop.wait(0.25)
+
+    @property
+    def first(self) -> float:
+        return self.samples[0][0]
+
+    @property
+    def last(self) -> float:
+        return self.samples[-1][0]
+
+    def share(self, start: float, end: float) -> float:
+        """Share of [start, end] (widened to the samples around it) the thread spent waiting for a CPU."""
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= end] or self.samples[-1:]
+        (t0, w0), (t1, w1) = before[-1], after[0]
+        return (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def machine(self) -> str:
+        loads = sorted(self.loads)
+        return (f"load average median {loads[len(loads) // 2]:.1f}, max {loads[-1]:.1f} on {os.cpu_count()} CPUs"
+                if loads else "no samples")
+
+
+def _log_events(output: str, event: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{") and f'"{event}"' in line]

@@ -1,3 +1,4 @@
-"""The receiver fixture of the ingest tests, reused: the Kafka tests drive the real `hookstream ingest`."""
+"""Fixtures of other rooms, reused: the Kafka tests drive the real `hookstream ingest` and `hookstream process`."""
 
-from test_ingest.conftest import start_receiver  # noqa: F401 - a fixture
+from card_program.conftest import start_processor  # noqa: F401 - a fixture
+from test_ingest.conftest import own_broker, start_receiver  # noqa: F401 - fixtures

@@ -1,23 +1,32 @@
-"""Secured Kafka: every client the factory builds speaks TLS + SASL to a real SASL_SSL listener."""
+"""Secured Kafka: every client the factory builds speaks TLS, SASL and mTLS to a real broker's secured listeners."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from fixtures.kafka import read_topic
 from fixtures.processes import HOOKSTREAM
+from fixtures.waiting import wait_until
+from hookstream.broker import free_port
 from hookstream.kafka import KafkaUnavailable, check_connection, ensure_topics, make_consumer, make_producer
 from hookstream.schemas.routing import TOPICS
+from test_ingest.conftest import settings_env
 from test_ingest.payloads import CATALOG, envelope
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
-def test_admin_producer_and_consumer_work_over_sasl_ssl(secured_broker, make_settings, mechanism):
-    settings = secured_broker.settings(make_settings(), mechanism)
+@pytest.mark.parametrize(("listener", "mechanism"), [
+    ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512"), ("SASL_SSL", "PLAIN"),
+    ("SSL", None), ("MTLS", None), ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+])
+def test_admin_producer_and_consumer_work_on_every_secured_listener(secured_broker, make_settings, listener,
+                                                                     mechanism):
+    settings = secured_broker.settings(make_settings(), mechanism or "PLAIN", listener=listener)
     assert check_connection(settings, timeout=20) == 1
     assert set(ensure_topics(settings, ["cryptomate.deposits"]).values()) == {"created"}
 
@@ -100,3 +109,62 @@ def test_receiver_publishes_over_sasl_ssl_and_never_logs_the_password(secured_br
     assert sorted(json.loads(r.value)["operation_id"] for r in records) == [f"sec_{i}" for i in range(5)]
     receiver.proc.stop()
     assert secured_broker.users["hookstream-app"] not in receiver.proc.output()
+
+
+def test_mtls_without_a_trusted_client_certificate_fails_fast_naming_it(secured_broker, make_settings):
+    # the MTLS listener requires a client certificate its CA signed (ssl.client.auth=required)
+    missing = secured_broker.settings(make_settings(), listener="MTLS", kafka_ssl_certfile=None,
+                                      kafka_ssl_keyfile=None, kafka_ssl_key_password=None)
+    with pytest.raises(KafkaUnavailable, match="requires a client certificate"):
+        check_connection(missing, timeout=5)
+    tls = secured_broker.tls
+    stranger = secured_broker.settings(make_settings(), listener="MTLS", kafka_ssl_certfile=tls.stranger_cert_file,
+                                       kafka_ssl_keyfile=tls.stranger_key_file, kafka_ssl_key_password=None)
+    with pytest.raises(KafkaUnavailable, match="TLS session with localhost:.* failed: .*client certificate"):
+        check_connection(stranger, timeout=5)
+
+
+def _start_unready_receiver(processes, settings):
+    port = free_port()
+    proc = processes.start(["ingest", "--port", str(port)], settings_env(settings), name="ingest")
+    return proc, f"http://127.0.0.1:{port}/readyz"
+
+
+def _readyz(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None  # not listening yet
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("wrong password", "SASL SCRAM-SHA-512 login as 'hookstream-app' did not succeed"),
+    ("untrusted CA", "TLS handshake with localhost:[0-9]+ failed: .*certificate"),
+    ("missing client certificate", "the broker requires a client certificate"),
+])
+def test_receiver_with_bad_credentials_is_not_ready_and_says_why_in_one_line(secured_broker, make_settings,
+                                                                              processes, case, why):
+    base = make_settings()
+    tls, password = secured_broker.tls, secured_broker.users["hookstream-app"]
+    settings = {
+        "wrong password": lambda: secured_broker.settings(base, kafka_sasl_password="wrong-" + password),
+        "untrusted CA": lambda: secured_broker.settings(base, listener="SSL", kafka_ssl_cafile=tls.other_ca_file),
+        "missing client certificate": lambda: secured_broker.settings(
+            base, listener="MTLS", kafka_ssl_certfile=None, kafka_ssl_keyfile=None, kafka_ssl_key_password=None),
+    }[case]()
+    proc, url = _start_unready_receiver(processes, settings)
+    answer = wait_until(lambda: (r := _readyz(url)) is not None and "reason" in r.json() and r,
+                        "/readyz to answer with a reason", timeout=60)
+    reason = wait_until(lambda: (r := _readyz(url)) is not None and (said := r.json().get("reason", ""))
+                        and said != "kafka producer not connected yet" and (r.status_code, said),
+                        "/readyz to say why", timeout=60)
+    assert answer.status_code == 503 and reason[0] == 503
+    assert re.search(why, reason[1]), reason
+    time.sleep(8)  # it keeps retrying meanwhile: the cause is still logged once
+    assert _readyz(url).status_code == 503  # never ready, never hung
+    proc.stop()
+    out = proc.output()
+    lines = [json.loads(ln) for ln in out.splitlines() if '"kafka.producer.unavailable"' in ln]
+    assert len(lines) == 1 and re.search(why, lines[0]["reason"]), lines
+    assert "Traceback" not in out
+    assert password not in out and tls.client_key_password not in out

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import make_url
@@ -70,26 +70,14 @@ def lane_count(processor: Processor, settings: Settings, database_url: str) -> i
     return 1 if make_url(database_url).get_backend_name() == "sqlite" else POSTGRES_LANES
 
 
-class _Rebalance(AsyncConsumerRebalanceListener):
-    """kafka-python 3 runs rebalance listeners on the consumer's IO thread, where a blocking
-    `consumer.commit()` raises ("Cannot block on net.run() from the IO thread"): the revoked partitions'
-    finished offsets are committed with the coordinator's awaitable commit instead."""
-
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        runtime = self.runtime
-        offsets = runtime._release_revoked(list(revoked))
-        if offsets and runtime._consumer is not None:
-            try:
-                await runtime._consumer._coordinator._commit_offsets_sync_async(  # noqa: SLF001
-                    offsets, timeout_ms=int(runtime.settings.processor_shutdown_timeout_s * 1000))
-            except Exception as exc:  # noqa: BLE001 — the new owner redelivers; the inbox dedupes
-                runtime.log.warning("offsets.commit_failed", error=repr(exc), partitions=_names(list(offsets)))
-        runtime._forget_revoked(list(revoked))
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.runtime._on_revoked(list(revoked))
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.runtime._on_assigned(list(assigned))
 
 
@@ -312,19 +300,16 @@ class Runtime:
         return None
 
     # --- rebalance ------------------------------------------------------------------------------
-    def _release_revoked(self, revoked: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The lanes drop what they hold of these partitions once their open batch has committed; the
-        finished offsets (to commit) are returned, the rest is the new owner's."""
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Inside poll(): the lanes drop what they hold of these partitions once their open batch
+        # has committed; then the finished offsets are committed and the rest is the new owner's.
         gone = set(revoked)
         # (Lanes already stopped, as when close() leaves the group, hold nothing to wait for.)
         waits = [lane.release(gone) for lane in self._lanes if lane.is_alive()]
         deadline = self.clock() + self.settings.processor_shutdown_timeout_s
         for done in waits:
             done.wait(timeout=max(0.0, deadline - self.clock()))
-        points = self._tracker.commit_points(revoked)
-        return {tp: OffsetAndMetadata(off, "", -1) for tp, off in points.items()}
-
-    def _forget_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._commit(only=revoked)
         self._tracker.forget(revoked)
         for tp in revoked:
             self._assigned.discard(tp)

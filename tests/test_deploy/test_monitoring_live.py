@@ -126,13 +126,14 @@ def webhook(event_type: str, status: str, operation_id: str, card: str, amount: 
 
 
 def _probe_paths() -> dict[str, set[str]]:
-    """role (ingest | process) → HTTP paths the Kubernetes probes of that role call."""
+    """role (ingest | process | lag) → HTTP paths the Kubernetes probes of that role call."""
     out: dict[str, set[str]] = {"ingest": set(), "process": set()}
     for obj in render("deploy/k8s/base"):
         if obj["kind"] == "Deployment":
             (container,) = obj["spec"]["template"]["spec"]["containers"]
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                out[container["args"][0]].add(container[probe]["httpGet"]["path"])
+                if probe in container:
+                    out.setdefault(container["args"][0], set()).add(container[probe]["httpGet"]["path"])
     return out
 
 
@@ -159,6 +160,8 @@ def test_prometheus_scraping_a_receiver_and_a_processor_serves_every_dashboard_a
     lag_port = free_port()
     processes.start(["lag", "--serve", str(lag_port), "--interval", "1"], env, name="lag",
                     ready_url=f"http://127.0.0.1:{lag_port}/metrics", timeout=60)
+    for path in probes["lag"]:  # the lag exporter's Deployment probes it too
+        assert httpx.get(f"http://127.0.0.1:{lag_port}{path}", timeout=5).status_code == 200, f"lag {path}"
 
     prom = prometheus_for({"hookstream-receiver": [f"127.0.0.1:{ingest_port}"],
                            "hookstream-processor": [f"127.0.0.1:{processor_port}"],

@@ -137,10 +137,15 @@ PROCESSORS_HEADER = """\
 
 KEDA_HEADER = """\
 # KEDA scales each processor on its consumer group's lag; metadata values are strings (KEDA's schema).
-# The bootstrap address is read from the target container's HOOKSTREAM_KAFKA_BOOTSTRAP (ConfigMap); `sasl` and
-# `tls` match HOOKSTREAM_KAFKA_SECURITY_PROTOCOL/SASL_MECHANISM, the credentials come from the
-# TriggerAuthentication below (the same Secret keys the processors use). consumerGroup and topic carry
-# HOOKSTREAM_TOPIC_PREFIX: the group is `<prefix>hookstream.<processor>`.
+# Rendered from deploy/k8s/base/configmap.yaml too: the bootstrap address is read from the target container's
+# HOOKSTREAM_KAFKA_BOOTSTRAP; `sasl` and `tls` follow HOOKSTREAM_KAFKA_SECURITY_PROTOCOL/SASL_MECHANISM, the
+# credentials come from the TriggerAuthentication below (the same Secret keys the processors use);
+# consumerGroup and topic carry HOOKSTREAM_TOPIC_PREFIX (the group is `<prefix>hookstream.<processor>`).
+# A processor reading several topics names none: KEDA then sums the lag of every topic its group consumes.
+# A private CA or a client certificate: deploy/k8s/components/kafka-tls and kafka-client-cert.
+"""
+
+TRIGGER_AUTHENTICATION = """\
 apiVersion: keda.sh/v1alpha1
 kind: TriggerAuthentication
 metadata:
@@ -154,6 +159,14 @@ spec:
       name: hookstream-secrets
       key: kafka-sasl-password
 """
+
+AUTHENTICATION_REF = """\
+      authenticationRef:
+        name: hookstream-kafka
+"""
+
+# HOOKSTREAM_KAFKA_SASL_MECHANISM → the kafka trigger's `sasl` value
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
 
 SCALED_OBJECT = Template("""\
 apiVersion: keda.sh/v1alpha1
@@ -183,17 +196,14 @@ spec:
     - type: kafka
       metadata:
         bootstrapServersFromEnv: HOOKSTREAM_KAFKA_BOOTSTRAP
-        consumerGroup: hookstream.${name}
-        topic: ${topic}
-        lagThreshold: "500"
+        consumerGroup: ${group}
+${topic}        lagThreshold: "500"
         activationLagThreshold: "0"
         offsetResetPolicy: earliest
         allowIdleConsumers: "false"
-        sasl: scram_sha512
-        tls: enable
-      authenticationRef:
-        name: hookstream-kafka
-""")
+        sasl: ${sasl}
+        tls: ${tls}
+${auth}""")
 
 PROMETHEUS = Template("""\
 # Prometheus for deploy/compose.yaml: scrapes the receiver, every processor by its compose name (labelled with
@@ -243,6 +253,7 @@ timeout=2)"]
 
 K8S_PROCESSORS = Path("deploy/k8s/base/processors.yaml")
 K8S_SCALERS = Path("deploy/k8s/base/processors-keda.yaml")
+CONFIGMAP = Path("deploy/k8s/base/configmap.yaml")
 PROMETHEUS_CONFIG = Path("deploy/prometheus/prometheus.yml")
 COMPOSE = Path("deploy/compose.yaml")
 
@@ -256,9 +267,20 @@ def calls_api(cls: type[Processor]) -> bool:
     return cls.needs_api is not Processor.needs_api
 
 
-def scaled_topic(cls: type[Processor]) -> str:
-    """The topic KEDA measures lag on: the processor's first (KEDA's kafka trigger takes one)."""
-    return cls.topics[0]
+def scaled_topic(cls: type[Processor]) -> str | None:
+    """The topic KEDA measures lag on: the processor's only one; None (every topic of the group) for several."""
+    return cls.topics[0] if len(cls.topics) == 1 else None
+
+
+def configmap_settings(root: Path) -> dict[str, str]:
+    """The HOOKSTREAM_* values of the checked-in ConfigMap, which the scalers must agree with."""
+    import yaml
+
+    path = root / CONFIGMAP
+    try:
+        return {k: str(v) for k, v in yaml.safe_load(path.read_text())["data"].items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise RenderError(f"{path}: cannot read the ConfigMap's data ({exc})") from None
 
 
 def processors_yaml(processors: Mapping[str, type[Processor]]) -> str:
@@ -267,9 +289,25 @@ def processors_yaml(processors: Mapping[str, type[Processor]]) -> str:
     return GENERATED + PROCESSORS_HEADER + "---\n".join(docs)
 
 
-def scalers_yaml(processors: Mapping[str, type[Processor]]) -> str:
-    docs = [SCALED_OBJECT.substitute(name=name, topic=scaled_topic(cls)) for name, cls in sorted(processors.items())]
-    return GENERATED + KEDA_HEADER + "".join("---\n" + doc for doc in docs)
+def scalers_yaml(processors: Mapping[str, type[Processor]], config: Mapping[str, str]) -> str:
+    """One ScaledObject per processor, speaking to Kafka the way the ConfigMap `config` tells every pod to."""
+    prefix = config.get("HOOKSTREAM_TOPIC_PREFIX", "")
+    protocol = config.get("HOOKSTREAM_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    sasl = protocol.startswith("SASL_")
+    mechanism = config.get("HOOKSTREAM_KAFKA_SASL_MECHANISM", "PLAIN")
+    if sasl and mechanism not in KEDA_SASL:
+        raise RenderError(f"HOOKSTREAM_KAFKA_SASL_MECHANISM={mechanism} has no KEDA kafka trigger equivalent "
+                          f"(one of {', '.join(KEDA_SASL)})")
+    docs = []
+    for name, cls in sorted(processors.items()):
+        topic = scaled_topic(cls)
+        docs.append(SCALED_OBJECT.substitute(
+            name=name, group=f"{prefix}hookstream.{name}",
+            topic=f"        topic: {prefix}{topic}\n" if topic else "",
+            sasl=KEDA_SASL[mechanism] if sasl else "none", tls="enable" if protocol.endswith("SSL") else "disable",
+            auth=AUTHENTICATION_REF if sasl else ""))
+    auth = TRIGGER_AUTHENTICATION if sasl else ""
+    return GENERATED + KEDA_HEADER + auth + "".join("---\n" + doc for doc in docs)
 
 
 def prometheus_yml(processors: Mapping[str, type[Processor]]) -> str:
@@ -294,7 +332,7 @@ def render(root: Path, processors: Mapping[str, type[Processor]]) -> dict[Path, 
         raise RenderError(f"{root / COMPOSE} not found: --root must be a hookstream checkout (its deploy/ folder)")
     return {
         K8S_PROCESSORS: processors_yaml(processors),
-        K8S_SCALERS: scalers_yaml(processors),
+        K8S_SCALERS: scalers_yaml(processors, configmap_settings(root)),
         PROMETHEUS_CONFIG: prometheus_yml(processors),
         COMPOSE: compose_yaml(processors, (root / COMPOSE).read_text()),
     }

@@ -13,7 +13,7 @@ import yaml
 
 from test_deploy.exprs import REPO
 
-KUSTOMIZATIONS = ("deploy/k8s/base", "deploy/k8s/overlays/persistent-spool")
+KUSTOMIZATIONS = ("deploy/k8s/base", "deploy/k8s/overlays/persistent-spool", "deploy/k8s/overlays/kafka-mtls")
 
 
 def tool(name: str) -> str:

@@ -298,19 +298,32 @@ def _receiver_env(objects: list[dict]) -> dict[str, str]:
     return _effective_env(objects, container)
 
 
-def _receiver_settings(objects: list[dict]) -> Settings:
-    values = {k.removeprefix("HOOKSTREAM_").lower(): SECRET_STAND_INS.get(v, v)
-              for k, v in _receiver_env(objects).items()}
-    return Settings(**values)
+TLS_MOUNT = "/etc/hookstream/kafka-tls"  # where deploy/k8s/components/kafka-tls mounts hookstream-kafka-tls
+
+
+@pytest.fixture(scope="module")
+def file_stand_ins(tmp_path_factory) -> dict[str, str]:
+    """Files a Secret volume would hold, as stand-ins on this machine (settings check that they exist)."""
+    folder = tmp_path_factory.mktemp("kafka-tls")
+    out = {}
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        (folder / key).write_text("stand-in\n")
+        out[f"{TLS_MOUNT}/{key}"] = str(folder / key)
+    return out
+
+
+def _settings(env: dict[str, str], file_stand_ins: dict[str, str]) -> Settings:
+    stand_ins = SECRET_STAND_INS | file_stand_ins
+    return Settings(**{k.removeprefix("HOOKSTREAM_").lower(): stand_ins.get(v, v) for k, v in env.items()})
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
-def test_the_deployed_receiver_decides_authorizations_with_the_ledger_policy(rendered, path):
+def test_the_deployed_receiver_decides_authorizations_with_the_ledger_policy(rendered, path, file_stand_ins):
     import importlib
 
     from hookstream.ingest.policy import ledger_policy
 
-    settings = _receiver_settings(rendered[path])
+    settings = _settings(_receiver_env(rendered[path]), file_stand_ins)
     assert settings.authorization_policy == "hookstream.ingest.policy:ledger_policy"
     module, _, attr = settings.authorization_policy.partition(":")
     assert getattr(importlib.import_module(module), attr) is ledger_policy
@@ -355,13 +368,88 @@ def test_keda_scalers_use_the_processors_groups_topics_and_kafka_credentials(bas
         assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
 
 
-def test_keda_consumer_group_check_catches_a_prefix_change(base):
-    """A prefixed deployment whose ScaledObjects were not changed would scale on a group nobody uses."""
+def test_keda_scalers_follow_the_configmaps_prefix_and_kafka_security_when_rendered():
+    """Scalers are rendered from the ConfigMap: a prefixed or differently secured deployment cannot drift."""
+    from hookstream import manifests
+    from hookstream.processors.base import Processor
     from hookstream.processors.runtime import group_id
 
+    class TwoTopics(Processor):
+        name = "two-topics"
+        topics = ("cryptomate.deposits", "cryptomate.unrouted")
+
+    processors = {**load_all(), "two-topics": TwoTopics}
+    config = {"HOOKSTREAM_TOPIC_PREFIX": "tenant-a.", "HOOKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+              "HOOKSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"}
+    docs = list(yaml.safe_load_all(manifests.scalers_yaml(processors, config)))
+    scalers = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
     prefixed = Settings(topic_prefix="tenant-a.")
-    (trigger,) = by_kind(base, "ScaledObject")["hookstream-processor-cards"]["spec"]["triggers"]
-    assert trigger["metadata"]["consumerGroup"] != group_id("cards", prefixed)
+    for name, cls in processors.items():
+        (trigger,) = scalers[f"hookstream-processor-{name}"]["spec"]["triggers"]
+        assert trigger["metadata"]["consumerGroup"] == group_id(name, prefixed)
+        assert trigger["metadata"]["sasl"] == "scram_sha256" and trigger["metadata"]["tls"] == "enable"
+        if len(cls.topics) == 1:
+            assert trigger["metadata"]["topic"] == prefixed.topic(cls.topics[0])
+        else:  # KEDA sums the lag of every topic the group consumes when no topic is named
+            assert "topic" not in trigger["metadata"]
+    assert [d["kind"] for d in docs].count("TriggerAuthentication") == 1
+
+    plain = list(yaml.safe_load_all(manifests.scalers_yaml(processors, {"HOOKSTREAM_KAFKA_SECURITY_PROTOCOL": "SSL"})))
+    assert "TriggerAuthentication" not in [d["kind"] for d in plain]  # no credentials to give
+    for doc in plain:
+        (trigger,) = doc["spec"]["triggers"]
+        assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("none", "enable")
+        assert "authenticationRef" not in trigger
+
+    with pytest.raises(manifests.RenderError, match="GSSAPI"):
+        manifests.scalers_yaml(processors, {"HOOKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                            "HOOKSTREAM_KAFKA_SASL_MECHANISM": "GSSAPI"})
+
+
+def test_a_prefix_set_in_the_configmap_makes_the_checked_in_scalers_stale(tmp_path):
+    import shutil
+
+    from hookstream import manifests
+
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO / "deploy", root / "deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    assert manifests.stale(root, load_all()) == []
+    configmap = root / manifests.CONFIGMAP
+    configmap.write_text(configmap.read_text().replace('HOOKSTREAM_TOPIC_PREFIX: ""', 'HOOKSTREAM_TOPIC_PREFIX: "tenant-a."'))
+    assert manifests.stale(root, load_all()) == [manifests.K8S_SCALERS]
+
+
+MTLS = "deploy/k8s/overlays/kafka-mtls"
+
+
+def test_the_mtls_overlay_gives_every_kafka_client_and_keda_the_private_ca_and_client_certificate(
+        rendered, file_stand_ins):
+    from hookstream.settings import kafka_security_problem
+
+    objects = rendered[MTLS]
+    files = {"HOOKSTREAM_KAFKA_SSL_CAFILE": "ca.crt", "HOOKSTREAM_KAFKA_SSL_CERTFILE": "tls.crt",
+             "HOOKSTREAM_KAFKA_SSL_KEYFILE": "tls.key"}
+    pods = 0
+    for obj, pod, container in _containers(objects, ALL_PODS):
+        env = _effective_env(objects, container)
+        if container["args"][:2] == ["db", "upgrade"]:
+            assert not set(files) & set(env)  # the schema step never talks to Kafka
+            continue
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TLS_MOUNT]
+        assert mount["readOnly"] is True
+        assert volumes[mount["name"]]["secret"]["secretName"] == "hookstream-kafka-tls", obj["metadata"]["name"]
+        assert {name: env.get(name) for name in files} == {n: f"{TLS_MOUNT}/{k}" for n, k in files.items()}
+        settings = _settings({k: v for k, v in env.items() if k.startswith("HOOKSTREAM_KAFKA_")}, file_stand_ins)
+        assert kafka_security_problem(settings) is None  # the combination the pod starts with is accepted
+        pods += 1
+    assert pods == 1 + len(PROCESSORS) + 1 + 1  # receiver, processors, topics-create, lag exporter
+    (auth,) = by_kind(objects, "TriggerAuthentication").values()
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {"username": ("hookstream-secrets", "kafka-sasl-username"),
+                    "password": ("hookstream-secrets", "kafka-sasl-password"),
+                    "ca": ("hookstream-kafka-tls", "ca.crt"), "cert": ("hookstream-kafka-tls", "tls.crt"),
+                    "key": ("hookstream-kafka-tls", "tls.key")}
 
 
 def test_setup_job_upgrades_the_ledger_then_creates_replicated_topics(base):

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
-from hookstream.broker import LocalBroker
+from hookstream.broker import LocalBroker, LocalCluster
 from hookstream.dev.stack import Stack, StackOptions
 from hookstream.dev.supervisor import Child
-from hookstream.kafka import connection_config
+from hookstream.kafka import connection_config, make_admin
 from hookstream.settings import Settings
 
 READY_S = 120.0
@@ -33,7 +33,8 @@ class Fault:
 class Chaos:
     """Starts the stack as `hookstream dev` does and causes the faults; remembers each one it caused."""
 
-    def __init__(self, run_dir: Path, broker: LocalBroker, database_url: str | None, seed: dict[str, Any],
+    def __init__(self, run_dir: Path, broker: LocalBroker | LocalCluster, database_url: str | None,
+                 seed: dict[str, Any],
                  links: list[list[str]], echo: Callable[[str], None]) -> None:
         self.broker = broker
         self.echo = echo
@@ -71,6 +72,34 @@ class Chaos:
         time.sleep(outage_s)
         self.broker.start()
         return self._done(fault)
+
+    def kill_leader(self, logical_topic: str, down_s: float) -> Fault:
+        """SIGKILL the broker leading the partition of `logical_topic` that holds most records (a 3-broker
+        cluster), wait `down_s`, start it again on its data and wait until it leads or follows again."""
+        assert isinstance(self.broker, LocalCluster), "a leader kill needs the 3-broker cluster"
+        topic = self.settings().topic(logical_topic)
+        admin = make_admin(self.settings())
+        try:
+            (described,) = admin.describe_topics([topic])
+            ends = self._end_offsets(topic, [p["partition_index"] for p in described["partitions"]])
+            busiest = max(described["partitions"], key=lambda p: ends.get(p["partition_index"], 0))
+        finally:
+            admin.close()
+        leader = busiest["leader_id"]
+        fault = Fault("leader_kill", time.time(), detail={"topic": topic, "partition": busiest["partition_index"],
+                                                          "leader": leader, "down_s": down_s})
+        self.broker.broker(leader).kill()
+        time.sleep(down_s)
+        self.broker.broker(leader).start()
+        return self._done(fault)
+
+    def _end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        consumer = KafkaConsumer(**connection_config(self.settings()), enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in partitions]
+            return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
 
     def kill_processor(self, name: str) -> Fault:
         """SIGKILL the processor's process group (its dispatcher thread dies with it), then start it again."""

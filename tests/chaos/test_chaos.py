@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from chaos.harness import Chaos, lag, read_all
 from chaos.stream import SIMULATE_KEY, Cast, Stream
+from hookstream.broker import LocalBroker, LocalCluster
 from hookstream.dev.scenario import API_KEY
 from hookstream.ledger import Ledger
 from hookstream.ledger.schema import card_links, holds, outbox, postings, treasury_movements, unmatched_events
@@ -34,6 +35,7 @@ VELOCITY_CARDS = 6 if FULL else 3
 # Where the JSON report goes; "{backend}" is replaced by sqlite/postgres (reports/ is git-ignored).
 REPORT = os.environ.get("HOOKSTREAM_CHAOS_REPORT", str(Path(__file__).parents[2] / "reports" / "chaos-{backend}.json"))
 SETTLE_S = 600.0 if FULL else 240.0
+CARD_TRANSACTIONS = "cryptomate.cards.transactions"  # authorizations and their clearing: the leader to kill
 API_PATHS = ["/cards/virtual-cards/"]  # what processors call: 3DS answers, virtual balance, unblock
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -47,11 +49,29 @@ def chaos_database(request: pytest.FixtureRequest) -> str | None:
 @pytest.mark.timeout(int(900 + EVENTS / RATE * 3))
 def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_receiver_faults(
         own_broker, chaos_database, tmp_path, monkeypatch):
+    run_chaos(own_broker, chaos_database, tmp_path, monkeypatch)
+
+
+@pytest.mark.timeout(int(1200 + EVENTS / RATE * 3))
+def test_on_a_three_broker_cluster_a_leader_kill_is_one_more_fault_the_stack_keeps_every_promise_through(
+        cluster, tmp_path, monkeypatch):
+    """The same run on a 3-broker cluster (replication 3, min.insync.replicas 2): the broker fault is a SIGKILL of
+    the leader of the busiest card-transactions partition, started again after the outage."""
+    monkeypatch.setenv("HOOKSTREAM_TOPIC_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("HOOKSTREAM_TOPIC_MIN_INSYNC_REPLICAS", "2")
+    run_chaos(cluster, None, tmp_path, monkeypatch)
+
+
+def run_chaos(broker: LocalBroker | LocalCluster, chaos_database: str | None, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOKSTREAM_AUTO_UNBLOCK", "true")  # card-status sends unblock commands too
-    backend = "sqlite" if chaos_database is None else "postgres"
+    on_cluster = isinstance(broker, LocalCluster)
+    backend = ("sqlite" if chaos_database is None else "postgres") + ("-cluster" if on_cluster else "")
     cast = Cast(ACCOUNTS, VELOCITY_CARDS)
-    chaos = Chaos(tmp_path / "run", own_broker, chaos_database, cast.seed(), cast.links(),
+    chaos = Chaos(tmp_path / "run", broker, chaos_database, cast.seed(), cast.links(),
                   lambda line: print(line, flush=True))
+    broker_fault = ((lambda: chaos.kill_leader(CARD_TRANSACTIONS, BROKER_OUTAGE_S)) if on_cluster
+                    else (lambda: chaos.restart_broker(BROKER_OUTAGE_S)))
     started = time.time()
     try:
         chaos.start()
@@ -59,7 +79,7 @@ def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_re
         # count the test's own traffic against theirs. The 429 path is exercised by the injected fault.
         httpx.post(f"{chaos.sandbox}/_sandbox/config", json={"rate_limit_enabled": False}, timeout=10)
         stream = Stream(chaos.sandbox, cast, EVENTS, RATE)
-        plan = [(0.15, lambda: chaos.restart_broker(BROKER_OUTAGE_S)),
+        plan = [(0.15, broker_fault),
                 (0.35, lambda: chaos.kill_processor("cards")),
                 (0.45, lambda: chaos.kill_processor("three-ds")),
                 (0.55, lambda: chaos.api_outage(API_OUTAGE_S, API_PATHS)),
@@ -88,7 +108,8 @@ def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_re
                   broker_outage_s=BROKER_OUTAGE_S,
                   faults=[{"name": f.name, "at": round(f.started - started, 1),
                            "took_s": round(f.ended - f.started, 1)} for f in chaos.faults])
-    report["secrets_in_logs"] = scan_logs(tmp_path / "run" / "logs", [own_broker.log_path],
+    broker_logs = [b.log_path for b in broker.brokers] if on_cluster else [broker.log_path]
+    report["secrets_in_logs"] = scan_logs(tmp_path / "run" / "logs", broker_logs,
                                           [chaos.stack.webhook_key, API_KEY, SIMULATE_KEY],
                                           set(stream.sent.challenges))
     path = Path(REPORT.replace("{backend}", backend))
@@ -100,7 +121,7 @@ def test_the_whole_stack_keeps_every_promise_through_broker_processor_api_and_re
     print("\n" + summary(report) + f" report={path}")
 
     assert chaos.faults and [f.name for f in chaos.faults] == [
-        "broker_restart", "sigkill_cards", "sigkill_three-ds", "api_outage", "receiver_restart"]
+        "leader_kill" if on_cluster else "broker_restart", "sigkill_cards", "sigkill_three-ds", "api_outage", "receiver_restart"]
     assert report["stream_errors"] == [], "the sandbox refused part of the stream"
     assert report["kafka"]["answered_200_missing"] == [], "answered 200 but not on Kafka"
     assert report["deliveries"]["regular_given_up"] == 0, "the platform gave up on a retried event"

@@ -15,6 +15,7 @@ from hookstream.schemas.routing import DLQ_PARTITIONS, dlq_topic
 from hookstream.processors.errors import Failure
 from hookstream.schemas import headers as h
 from hookstream.settings import Settings
+from hookstream.tracing import TRACEPARENT
 
 # Headers the dead-letter and replay steps own; everything else on a record is carried unchanged.
 DLQ_HEADERS = frozenset({
@@ -86,25 +87,35 @@ class DeadLetters:
         return future.get(timeout=SEND_TIMEOUT_S).offset
 
     def send_command(self, command: Any, failure: Failure) -> int:
-        """Publish an outbox command the platform refused for good, with the event it came from as origin.
-
-        The value is the command (kind, key, arguments minus secrets), for an operator to act on; it is
-        not an event, so `dlq replay` does not apply to it.
-        """
-        from hookstream.domain.effects import SECRET_ARGS
-
-        args = {k: ("<redacted>" if k in SECRET_ARGS else v) for k, v in command.args.items()}
-        value = json.dumps({"command": command.kind, "idempotency_key": command.idempotency_key,
-                            "args": args}).encode()
-        origin = [(h.DEDUP_KEY, command.dedup_key.encode())] if command.dedup_key else []
-        headers = dead_letter_headers(
-            origin, topic=command.origin_topic or "", partition=command.origin_partition or 0,
-            offset=command.origin_offset or 0, failure=failure, attempts=command.attempts,
-            processor=self.processor, now_ms=int(time.time() * 1000),
-        ) + [(COMMAND, command.kind.encode()), (IDEMPOTENCY_KEY, command.idempotency_key.encode())]
+        """Publish an outbox command the platform refused for good, with the event it came from as origin."""
+        value, headers = command_letter(command, failure, self.processor, int(time.time() * 1000))
         key = command.order_key.encode() if command.order_key else None
         future = self.producer.send(self.topic, value=value, key=key, headers=headers)
         return future.get(timeout=SEND_TIMEOUT_S).offset
+
+
+def command_letter(command: Any, failure: Failure, processor: str,
+                   now_ms: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The dead letter of a refused outbox command: value and headers.
+
+    The value is the command (kind, key, arguments minus secrets), for an operator to act on; it is not an
+    event, so `dlq replay` does not apply to it. The headers name its origin event (topic, partition, offset,
+    dedup key) and carry the trace the command was decided in, so the letter joins that trace.
+    """
+    from hookstream.domain.effects import SECRET_ARGS
+
+    args = {k: ("<redacted>" if k in SECRET_ARGS else v) for k, v in command.args.items()}
+    value = json.dumps({"command": command.kind, "idempotency_key": command.idempotency_key,
+                        "args": args}).encode()
+    origin = [(h.DEDUP_KEY, command.dedup_key.encode())] if command.dedup_key else []
+    if getattr(command, "traceparent", None):
+        origin.append((TRACEPARENT, command.traceparent.encode()))
+    headers = dead_letter_headers(
+        origin, topic=command.origin_topic or "", partition=command.origin_partition or 0,
+        offset=command.origin_offset or 0, failure=failure, attempts=command.attempts,
+        processor=processor, now_ms=now_ms,
+    ) + [(COMMAND, command.kind.encode()), (IDEMPOTENCY_KEY, command.idempotency_key.encode())]
+    return value, headers
 
 
 @dataclass(frozen=True, slots=True)

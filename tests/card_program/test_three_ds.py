@@ -10,9 +10,12 @@ from decimal import Decimal as D
 import pytest
 
 from card_program.conftest import envelope, fund, wait_until
+from fixtures.kafka import read_topic
 from hookstream.idempotency import idempotency_key
+from hookstream.processors.dlq import COMMAND, IDEMPOTENCY_KEY
+from hookstream.schemas import headers as h
 from hookstream.schemas.envelope import parse_envelope
-from hookstream.schemas.routing import dedup_key
+from hookstream.schemas.routing import CARDS_3DS, dedup_key, dlq_topic
 
 
 def expected_key(gen: str, code: str) -> str:
@@ -56,3 +59,27 @@ def test_challenges_are_answered_with_the_policy_verdict_and_stale_ones_expire_u
     assert '"event.processed"' in output and not any(c in output for c in (covered, too_much, stale))
     with e2e_ledger.unit_of_work(read_only=True) as uow:
         assert uow.balance("acct-1").available == D("100.00"), "3DS moves no money"
+
+
+def test_an_answer_the_platform_refuses_for_good_is_dead_lettered_once_with_its_origin_and_no_code(
+        e2e_settings, e2e_ledger, start_pipeline, start_processor):
+    """ARCHITECTURE 7 for API commands: a permanent refusal (412) is not retried; the command goes to
+    `hookstream.three-ds.dlq` with the event it came from in its headers, its 3DS code redacted."""
+    fund(e2e_ledger, "acct-1", "100.00", cards={"crd_webhook": "WEBHOOK"})
+    sandbox = start_pipeline(e2e_settings)
+    sandbox.control("POST", "faults", json={"status": 412, "count": 1, "paths": ["/cards/virtual-cards/"]})
+    three_ds = start_processor("three-ds", e2e_settings, api_url=sandbox.base)
+    code = sandbox.trigger("3ds", card_id="crd_webhook", transaction_amount="10.00")["code"]
+
+    wait_until(lambda: three_ds.metric("hookstream_outbox_commands_total", command="respond_3ds",
+                                       outcome="dead_lettered") >= 1, "the refused answer dead-lettered")
+    (letter,) = read_topic(e2e_settings, dlq_topic("three-ds"), 1)
+    (event,) = read_topic(e2e_settings, CARDS_3DS, 1)
+    assert (letter.headers[h.ORIGIN_TOPIC], letter.headers[h.ORIGIN_PARTITION], letter.headers[h.ORIGIN_OFFSET]) == (
+        event.topic, str(event.partition), str(event.offset))
+    assert letter.headers[h.DEDUP_KEY] == event.headers[h.DEDUP_KEY]
+    assert (letter.headers[COMMAND], letter.headers[IDEMPOTENCY_KEY]) == ("respond_3ds", expected_key("B", code))
+    assert letter.headers[h.ERROR_TYPE] and letter.headers[h.ATTEMPTS] == "1"  # permanent: never retried
+    assert code.encode() not in letter.value and json.loads(letter.value)["args"]["code"] == "<redacted>"
+    assert sandbox.control("GET", "3ds-responses") == []  # the refusal took no effect; nothing sent again
+    assert code not in three_ds.proc.output()

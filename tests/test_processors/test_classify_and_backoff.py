@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from datetime import UTC, datetime
 
@@ -12,7 +14,8 @@ from sqlalchemy import exc as sa_exc
 
 from hookstream.api.errors import ApiTimeoutError, BadRequestError, ConflictError, RateLimitedError, ServerError
 from hookstream.ledger.errors import LedgerTransientError, UnknownAccount
-from hookstream.processors.dlq import dead_letter_headers, replay_headers
+from hookstream.ledger.outbox import OutboxCommand
+from hookstream.processors.dlq import COMMAND, IDEMPOTENCY_KEY, command_letter, dead_letter_headers, replay_headers
 from hookstream.processors.dlq_cli import parse_since
 from hookstream.processors.errors import PermanentError, TransientError, classify_error
 from hookstream.processors.health import Health, serve
@@ -118,6 +121,25 @@ def test_dead_letter_headers_keep_the_original_ones_and_replay_strips_them_again
     assert (got[h.PROCESSOR], got[h.DEAD_LETTERED_AT]) == ("sample", "5")
     again = replay_headers(dead, 2)
     assert h.to_dict(again) == {h.DEDUP_KEY: "k", h.RECEIVED_AT: "1", h.REPLAY_COUNT: "2"}
+
+
+def test_a_refused_commands_letter_names_its_origin_and_trace_and_never_holds_the_3ds_code() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    command = OutboxCommand(id=1, processor="three-ds", kind="respond_3ds",
+                            args={"card_id": "crd_1", "code": "0-secret-code-0", "approve": True},
+                            idempotency_key="ik-1", order_key=None, deadline=None, attempts=2, first_failed_at=None,
+                            origin_topic="cryptomate.cards.3ds", origin_partition=4, origin_offset=17,
+                            dedup_key="dk-1", traceparent=traceparent)
+    value, headers = command_letter(command, classify_error(PermanentError("412")), "three-ds", now_ms=9)
+    got = h.to_dict(headers)
+    assert (got[h.ORIGIN_TOPIC], got[h.ORIGIN_PARTITION], got[h.ORIGIN_OFFSET]) == ("cryptomate.cards.3ds", "4", "17")
+    assert (got[h.DEDUP_KEY], got["traceparent"], got[COMMAND], got[IDEMPOTENCY_KEY]) == (
+        "dk-1", traceparent, "respond_3ds", "ik-1")
+    assert (got[h.ATTEMPTS], got[h.PROCESSOR]) == ("2", "three-ds")
+    assert b"0-secret-code-0" not in value and json.loads(value)["args"]["code"] == "<redacted>"
+    untraced = command_letter(dataclasses.replace(command, traceparent=None),
+                              classify_error(PermanentError("412")), "three-ds", now_ms=9)[1]
+    assert "traceparent" not in h.to_dict(untraced)
 
 
 def test_since_accepts_iso_times_and_ages() -> None:

@@ -69,6 +69,45 @@ def test_key_ring_accepts_any_configured_key_only():
         assert not ring.verify(wrong)
 
 
+def test_key_ring_compares_with_compare_digest_against_every_key_whatever_matches(monkeypatch):
+    """ARCHITECTURE 8: keys compared in constant time — compare_digest for each configured key, no early exit
+    (the time taken says neither whether nor which key matched)."""
+    import hmac
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("hookstream.ingest.auth.hmac.compare_digest", spy)
+    keys = ["first-key-0000001", "second-key-000002", "third-key-0000003"]
+    ring = KeyRing([SecretStr(k) for k in keys])
+    for presented, ok in (("first-key-0000001", True), ("third-key-0000003", True), ("wrong-key-0000004", False)):
+        calls.clear()
+        assert ring.verify(presented) is ok
+        assert calls == [(presented.encode(), k.encode()) for k in keys]
+
+
+def test_a_spooled_record_is_fsynced_with_its_new_segment_directory_before_append_returns(tmp_path, monkeypatch):
+    """ARCHITECTURE 2: the spool is an fsync'd append-only file — the data, and the directory entry of a new
+    segment, are on disk when append returns (a reopen alone would not show it: the page cache survives)."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append(_record(1))
+    (segment,) = [p for p in tmp_path.iterdir() if p.suffix == ".seg"]
+    assert str(tmp_path) in synced and str(segment) in synced
+    assert synced.index(str(tmp_path)) < synced.index(str(segment))  # the segment's name first, then its data
+    synced.clear()
+    spool.append(_record(2))
+    assert synced == [str(segment)]  # an existing segment: one fsync of the data
+
+
 def test_key_ring_without_keys_refuses_to_start():
     with pytest.raises(ValueError):
         KeyRing([])

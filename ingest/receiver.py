@@ -207,11 +207,14 @@ class Receiver:
         return Response(OK, media_type=JSON)
 
     async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
-                                timeout: float, answer: bytes) -> Response:
-        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool.
+                                timeout: float, answer: bytes, status: int = 200,
+                                labels: tuple[str, str] | None = None) -> Response:
+        """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool; answered `status`.
 
         A record acknowledged after its timeout is already on Kafka: the forwarder then skips its spooled copy.
+        `labels` (product, event_type) for the metrics when the record is not the event's own (quarantine).
         """
+        product, event_type = labels or (env.product, env.event_type)
         try:
             published = await self._publish(
                 topic, body, key, headers, timeout,
@@ -222,16 +225,16 @@ class Receiver:
                 await self._spool_writer.append(record)
             except (SpoolFull, OSError) as spool_exc:
                 log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
-                return self._unavailable(env.product, env.event_type, exc)
+                return self._unavailable(product, event_type, exc)
             if self._tracer is not None:
                 tracing.current_span().add_event("spooled", {"hookstream.spool_depth": self.spool.depth})
             log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
                         cause=str(exc), spool_depth=self.spool.depth)
-            return Response(answer, media_type=JSON)
-        self._published(env.product, env.event_type)()
+            return Response(answer, status_code=status, media_type=JSON)
+        self._published(product, event_type)()
         log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
-        return Response(answer, media_type=JSON)
+        return Response(answer, status_code=status, media_type=JSON)
 
     async def _authorization(self, env: Envelope, data: Authorization, dedup: str, topic: str, key: bytes,
                              body: bytes, headers: Headers, started: float) -> Response:
@@ -287,15 +290,22 @@ class Receiver:
         headers.append((h.ERROR, error[:4096].encode()))
         self._received("invalid", "invalid")()
         key = loggable_operation_id(env).encode() if env is not None else None
+        payload = json.dumps({"response_code": "INVALID", "error": str(exc),
+                              "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":")).encode()
+        if env is not None and env.event_type in NEVER_RETRIED:
+            # An invalid authorization or 3DS challenge is never sent again either: through an outage it is
+            # spooled like a valid one (kept), not refused with a 503 nobody retries.
+            log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
+            timeout = min(self._timeout, self.settings.spool_after_s, self._budget - 0.05)  # answered in time
+            return await self._durable_or_spool(env, self._topic_quarantine, key or b"", body, headers,
+                                                timeout, payload, 400, ("invalid", "invalid"))
         try:
             await self._publish(self._topic_quarantine, body, key, headers, self._timeout)
         except PublishError as pub_exc:
             return self._unavailable("invalid", "invalid", pub_exc)
         log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
         self._published("invalid", "invalid")()
-        payload = json.dumps({"response_code": "INVALID", "error": str(exc),
-                              "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":"))
-        return Response(payload.encode(), status_code=400, media_type=JSON)
+        return Response(payload, status_code=400, media_type=JSON)
 
     async def _publish_traced(self, topic: str, value: bytes, key: bytes | None, headers: Headers,
                               timeout: float, late_ack: Callable[[], None] | None = None) -> Any:

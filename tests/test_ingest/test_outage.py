@@ -96,6 +96,40 @@ def test_broker_down_authorization_and_3ds_are_answered_in_time_spooled_and_forw
     assert receiver_metrics(receiver)["hookstream_spool_depth"] == 0.0
 
 
+def test_broker_down_an_invalid_authorization_is_kept_and_unrouted_or_invalid_others_get_503_until_they_land(
+    own_broker, outage_settings, start_receiver
+):
+    """Authentic means kept, through an outage too: an invalid authorization (never sent again by the platform)
+    is answered 400 in time and spooled to quarantine; unrouted and other invalid bodies get 503 (retried)."""
+    receiver = start_receiver(outage_settings)
+    assert receiver.post(_body(DEPOSIT, "warmup")).status_code == 200
+
+    product, event_type, status, _, data, _, _ = AUTH
+    bad_auth = envelope(product, event_type, status, "auth-invalid", {**data, "bill_amount": "lots"})
+    unknown = envelope("cards", "card_upgraded_to_titanium", "done", "unknown-1", {"card_id": "crd_1"})
+    truncated = b'{"product": "cards", "event_type": "deposit", '
+    own_broker.stop()
+    started = time.monotonic()
+    answered = receiver.post(bad_auth)
+    assert answered.status_code == 400 and time.monotonic() - started < 1.2
+    assert answered.json()["response_code"] == "INVALID"
+    assert receiver.post(unknown).status_code == 503
+    assert receiver.post(truncated).status_code == 503
+    assert receiver_metrics(receiver)["hookstream_spool_depth"] == 1.0
+
+    own_broker.start()
+    deadline = time.monotonic() + 60
+    pending = {unknown: 200, truncated: 400}
+    while pending and time.monotonic() < deadline:  # the platform retries these: 1 s doubling
+        pending = {body: want for body, want in pending.items() if receiver.post(body).status_code != want}
+        time.sleep(1)
+    assert not pending
+    quarantined = {r.value: r for r in read_topic(outage_settings, "cryptomate.quarantine", 2, timeout=40)}
+    assert set(quarantined) == {bad_auth, truncated}
+    assert quarantined[bad_auth].headers[h.SPOOLED] == "1" and "bill_amount" in quarantined[bad_auth].headers[h.ERROR]
+    assert [r.value for r in read_topic(outage_settings, "cryptomate.unrouted", 1)] == [unknown]
+
+
 def test_spool_left_by_a_dead_receiver_is_forwarded_by_the_next_one(
     own_broker, outage_settings, start_receiver
 ):

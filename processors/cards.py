@@ -14,6 +14,11 @@ posted by the ledger as a debit on the card's account (the money did leave), a r
 hold posts nothing. A `declined` without an open hold is normal (the receiver declined it
 itself, so no hold was placed, or released a late approval's hold): it is recorded as
 "nothing_held", not counted as unmatched.
+
+A follow-up that finds no hold at all also closes the operation (`ledger.closed`): an authorization
+decided after it (late, past the platform's deadline) is declined instead of holding money forever.
+The account's row lock is taken before the hold is looked for, so a decision committing its hold at
+the same moment is either seen (and settled here) or sees the closed operation.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class CardsProcessor(Processor):
     # --- settlement ----------------------------------------------------------------------------
     def _capture(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = _required_amount(data, event)
+        ctx.uow.lock_card_account(data.card_id)  # a decision placing this hold right now finishes first
         operation = self._find_hold(event, data, ctx)
         result = ctx.uow.capture_hold(data.card_id, operation or event.operation_id, amount,
                                       event.dedup_key, memo=event.dedup_key)
@@ -101,11 +107,14 @@ class CardsProcessor(Processor):
             _outcome(ctx, "duplicate")
             return
         # "unmatched" (posted as a plain debit on the card's account) or "unknown_card" (nothing).
+        if result.hold_status is None:
+            _close(event, data, ctx)
         _unmatched(event, ctx, data.card_id, result.reason, posted=result.applied, amount=str(amount),
                    account_id=result.account_id, hold_status=result.hold_status)
 
     def _release(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = data.bill_amount if data.bill_amount is not None else None
+        ctx.uow.lock_card_account(data.card_id)  # a decision placing this hold right now finishes first
         operation = self._find_hold(event, data, ctx)
         result = ctx.uow.release_hold(data.card_id, operation or event.operation_id, event.dedup_key,
                                       memo=event.dedup_key)
@@ -120,6 +129,8 @@ class CardsProcessor(Processor):
         if result.reason == "duplicate":
             _outcome(ctx, "duplicate")
             return
+        if result.hold_status is None:
+            _close(event, data, ctx)
         if event.event_type == "declined" and result.hold_status in (None, "released"):
             ctx.log.info("cards.declined_nothing_held", card_id=data.card_id)
             _outcome(ctx, "nothing_held")
@@ -148,6 +159,15 @@ class CardsProcessor(Processor):
             _outcome(ctx, "duplicate")
             return
         ctx.log.info("cards.credited", kind=kind, card_id=data.card_id, account_id=account, amount=str(amount))
+
+
+def _close(event: Event, data: CardTransaction, ctx: Context) -> None:
+    """No hold under the operation's identity: the platform closed it before any hold was placed (e.g. it
+    declined at its deadline while the receiver's decision was still coming). Remember that, so a late
+    approval never places a hold that nothing would release."""
+    for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
+        if ctx.uow.close_operation(data.card_id, operation, event.event_type, event.dedup_key):
+            ctx.log.info("cards.operation_closed", card_id=data.card_id, closed_operation_id=operation)
 
 
 def _required_amount(data: CardTransaction, event: Event) -> Decimal:

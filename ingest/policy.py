@@ -151,6 +151,7 @@ class PostgresBooks:
         self._fallbacks: list[_Fallback] = []  # always sent first: a redelivery must find them on record
         self._conn: Any = None
         self._reader: Any = None  # a second connection: reads the record while the first one decides
+        self._reader_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -250,6 +251,13 @@ class PostgresBooks:
             if not item.future.done():
                 item.future.set_result(Decision(code, reason, hold_id=str(hold) if hold is not None else None))
 
+    async def _open_reader(self) -> None:
+        try:
+            if self._reader is None or self._reader.closed:
+                self._reader = await self._connect()
+        except Exception as exc:  # noqa: BLE001 - a fallback connects it again when it needs it
+            log.warning("authorization.reader_connect_failed", error=type(exc).__name__)
+
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = await self._connect()
@@ -271,7 +279,8 @@ class PostgresBooks:
                     [True, False], ["hs-warm-1", "hs-warm-2"], ["hs-warm", "hs-warm"], ["hs-warm", "hs-warm"],
                     [0, 1], [None, "hs-warm"], ["05", ""], ["warm", ""], ["warm", "warm"], MAX_BILL_CENTS),
                     prepare=True)
-            self._reader = await self._connect()  # ready before a fallback needs it
+            # ready before a fallback needs it, without holding the first batch back
+            self._reader_task = asyncio.get_running_loop().create_task(self._open_reader())
         except Exception as exc:  # noqa: BLE001 - decisions connect again on their own
             log.warning("authorization.warm_up_failed", error=type(exc).__name__, detail=str(exc)[:300])
 

@@ -94,7 +94,6 @@ class CardsProcessor(Processor):
     # --- settlement ----------------------------------------------------------------------------
     def _capture(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = _required_amount(data, event)
-        ctx.uow.lock_card_account(data.card_id)  # a decision placing this hold right now finishes first
         operation = self._find_hold(event, data, ctx)
         result = ctx.uow.capture_hold(data.card_id, operation or event.operation_id, amount,
                                       event.dedup_key, memo=event.dedup_key)
@@ -114,7 +113,6 @@ class CardsProcessor(Processor):
 
     def _release(self, event: Event, data: CardTransaction, ctx: Context) -> None:
         amount = data.bill_amount if data.bill_amount is not None else None
-        ctx.uow.lock_card_account(data.card_id)  # a decision placing this hold right now finishes first
         operation = self._find_hold(event, data, ctx)
         result = ctx.uow.release_hold(data.card_id, operation or event.operation_id, event.dedup_key,
                                       memo=event.dedup_key)
@@ -140,11 +138,18 @@ class CardsProcessor(Processor):
                    hold_status=result.hold_status)
 
     def _find_hold(self, event: Event, data: CardTransaction, ctx: Context) -> str | None:
-        """The operation_id of the hold this event settles, by identity (see the module docstring)."""
-        for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
-            status = ctx.uow.hold_status(data.card_id, operation)
-            if status == "held" or (status is not None and operation == event.operation_id):
-                return operation  # settled already: the ledger tells duplicate from unmatched
+        """The operation_id of the hold this event settles, by identity (see the module docstring).
+
+        Nothing found: the card's account is locked and the holds looked at again, so a decision
+        committing this hold right now is waited for and seen (the account lock is the one a decision
+        takes first); what is still not found then is closed by the caller."""
+        for lock in (False, True):
+            if lock:
+                ctx.uow.lock_card_account(data.card_id)
+            for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
+                status = ctx.uow.hold_status(data.card_id, operation)
+                if status == "held" or (status is not None and operation == event.operation_id):
+                    return operation  # settled already: the ledger tells duplicate from unmatched
         return None
 
     # --- money in ------------------------------------------------------------------------------

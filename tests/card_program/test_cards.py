@@ -114,18 +114,23 @@ def test_a_follow_up_finds_its_hold_by_identity_or_documented_alias_never_by_amo
 
     hold(ledger, "crd_a", "life_evt_abc", "12.00", gen)
     hold(ledger, "crd_a", "life_evt_def", "8.00", gen)
-    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` only resembles life_evt_def
-    # (same card, same amount): it is recorded for an operator, and life_evt_def stays held.
+    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` and `other_8` only resemble
+    # life_evt_def (same card, same amount): they are recorded for an operator, life_evt_def stays held
+    # (the settlement's money still leaves, as a plain debit, never as life_evt_def's capture).
     feed.send(envelope(gen, "cards", settle, status, "txn_abc", card_data("crd_a", "12.00")))
     feed.send(envelope(gen, "cards", "reversal", "success", "other_9", card_data("crd_a", "8.00")))
-    wait_until(lambda: cards.handled() >= 2, "both follow-ups handled")
-    assert balance(ledger, "acct-1") == (D("88.00"), D("8.00"), D("80.00"))
+    feed.send(envelope(gen, "cards", settle, status, "other_8", card_data("crd_a", "8.00")))
+    wait_until(lambda: cards.handled() >= 3, "the follow-ups handled")
+    assert balance(ledger, "acct-1") == (D("80.00"), D("8.00"), D("72.00"))
     assert cards.metric("hookstream_ledger_unmatched_total", event_type="reversal") == 1
-    assert [e["reason"] for e in cards.log_events("cards.unmatched")] == ["unmatched"]
+    assert cards.metric("hookstream_ledger_unmatched_total", event_type=settle) == 1
+    assert [e["reason"] for e in cards.log_events("cards.unmatched")] == ["unmatched", "unmatched"]
     assert settings_query(settings, "SELECT operation_id, card_id, amount, reason FROM unmatched_events") == [
-        ("other_9", "crd_a", "8.00", "unmatched")]
+        ("other_9", "crd_a", "8.00", "unmatched"), ("other_8", "crd_a", "8.00", "unmatched")]
     with ledger.unit_of_work(read_only=True) as uow:
         assert uow.hold_status("crd_a", "life_evt_def") == "held"
+        assert uow.balance("acct-1") == uow.recomputed_balance("acct-1")
+    assert [k for k, _ in postings(ledger, "acct-1")] == ["credit", "hold", "hold", "capture", "debit"]
 
 
 @GENERATIONS

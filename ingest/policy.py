@@ -20,7 +20,7 @@ from hookstream.domain.authorization import (
     DO_NOT_HONOUR, MAX_BILL_CENTS, Card, bill_cents, card_refusal, response_code,
 )
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
-from hookstream.ledger import Ledger, LedgerError, LedgerTransientError, UnitOfWork, decide_pg, decisions
+from hookstream.ledger import Ledger, LedgerError, LedgerTransientError, UnitOfWork, closed, decide_pg, decisions
 from hookstream.ledger.money import from_cents
 from hookstream.logs import get_logger
 from hookstream.rules import MerchantRules, rule_violation
@@ -46,6 +46,8 @@ class Books(Protocol):
     async def decide(self, request: AuthorizationRequest, cents: int) -> Decision: ...
 
     def fallback(self, request: AuthorizationRequest, decision: Decision) -> None: ...
+
+    async def recorded(self, request: AuthorizationRequest) -> Decision | None: ...
 
     def close(self) -> None: ...
 
@@ -86,6 +88,9 @@ class LedgerPolicy:
     def fallback(self, request: AuthorizationRequest, decision: Decision) -> None:
         self.books.fallback(request, decision)
 
+    async def recorded(self, request: AuthorizationRequest) -> Decision | None:
+        return await self.books.recorded(request)
+
     def close(self) -> None:
         self.books.close()
 
@@ -110,6 +115,14 @@ class _Fallback:
         log.error("authorization.fallback_not_recorded", dedup_key=self.request.dedup_key,
                   operation_id=loggable_operation_id(self.request.envelope))
         return True
+
+
+def _answer(row: tuple[str, str, int | None] | None) -> Decision | None:
+    """A recorded (code, reason, hold id) as the answer to give again; None when nothing is on record."""
+    if row is None or not row[0]:
+        return None
+    code, reason, hold = row
+    return Decision(code, reason, hold_id=str(hold) if hold is not None else None)
 
 
 def _log_released(request: AuthorizationRequest, hold_id: object) -> None:
@@ -137,6 +150,8 @@ class PostgresBooks:
         self._waiting: deque[_Waiting] = deque()
         self._fallbacks: list[_Fallback] = []  # always sent first: a redelivery must find them on record
         self._conn: Any = None
+        self._reader: Any = None  # a second connection: reads the record while the first one decides
+        self._reader_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -172,6 +187,21 @@ class PostgresBooks:
     def fallback(self, request: AuthorizationRequest, decision: Decision) -> None:
         self._fallbacks.append(_Fallback(request, decision))
         self._kick()
+
+    async def recorded(self, request: AuthorizationRequest) -> Decision | None:
+        """The answer on record, read on the reader connection: a plain read waits for no lock and no
+        batch (a row being decided right now is not committed, so not seen: that delivery answers it)."""
+        try:
+            if self._reader is None or self._reader.closed:
+                self._reader = await self._connect()
+            cursor = await self._reader.execute(decisions.RECORDED_PG, (request.dedup_key,), prepare=True)
+            row = await cursor.fetchone()
+        except Exception:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.pgconn.finish()
+            raise
+        return _answer(row)
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -221,13 +251,23 @@ class PostgresBooks:
             if not item.future.done():
                 item.future.set_result(Decision(code, reason, hold_id=str(hold) if hold is not None else None))
 
+    async def _open_reader(self) -> None:
+        try:
+            if self._reader is None or self._reader.closed:
+                self._reader = await self._connect()
+        except Exception as exc:  # noqa: BLE001 - a fallback connects it again when it needs it
+            log.warning("authorization.reader_connect_failed", error=type(exc).__name__)
+
     async def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._connect()
+        return self._conn
+
+    async def _connect(self) -> Any:
         import psycopg  # the postgres extra
 
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, options=self._options, connect_timeout=2)
-        return self._conn
+        return await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, options=self._options, connect_timeout=2)
 
     async def _warm(self) -> None:
         """Connect, and run the function once in a rolled-back transaction: the first real batch then
@@ -239,6 +279,8 @@ class PostgresBooks:
                     [True, False], ["hs-warm-1", "hs-warm-2"], ["hs-warm", "hs-warm"], ["hs-warm", "hs-warm"],
                     [0, 1], [None, "hs-warm"], ["05", ""], ["warm", ""], ["warm", "warm"], MAX_BILL_CENTS),
                     prepare=True)
+            # ready before a fallback needs it, without holding the first batch back
+            self._reader_task = asyncio.get_running_loop().create_task(self._open_reader())
         except Exception as exc:  # noqa: BLE001 - decisions connect again on their own
             log.warning("authorization.warm_up_failed", error=type(exc).__name__, detail=str(exc)[:300])
 
@@ -290,9 +332,11 @@ class PostgresBooks:
                 asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(timeout=5)
             except (concurrent.futures.TimeoutError, RuntimeError) as exc:
                 log.warning("authorization.close_failed", error=type(exc).__name__)
-        elif self._conn is not None:  # the loop is gone: nothing can be awaited, drop the socket
-            self._conn.pgconn.finish()
-            self._conn = None
+        else:  # the loop is gone: nothing can be awaited, drop the sockets
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    conn.pgconn.finish()
+            self._conn = self._reader = None
         if self._fallbacks:
             log.error("authorization.fallbacks_not_recorded", count=len(self._fallbacks))
 
@@ -302,9 +346,10 @@ class PostgresBooks:
         if self._fallbacks:
             self._down_until = self._records_due = 0.0
             await self._flush()
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._reader = None
 
 
 def _is_connection_error(exc: Exception) -> bool:
@@ -335,6 +380,7 @@ class SqliteBooks:
         self._fallbacks: list[_Fallback] = []  # owned by the thread; always decided first
         self._thread = threading.Thread(target=self._run, name="hookstream-holds", daemon=True)
         self._thread.start()
+        self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hookstream-recorded")
 
     async def decide(self, request: AuthorizationRequest, cents: int) -> Decision:
         future: concurrent.futures.Future[Decision] = concurrent.futures.Future()
@@ -344,7 +390,17 @@ class SqliteBooks:
     def fallback(self, request: AuthorizationRequest, decision: Decision) -> None:
         self._queue.put(_Fallback(request, decision))
 
+    async def recorded(self, request: AuthorizationRequest) -> Decision | None:
+        """The answer on record, read beside the deciding thread (WAL: a read waits for no writer)."""
+        return await asyncio.wrap_future(self._readers.submit(self._read_recorded, request.dedup_key))
+
+    def _read_recorded(self, dedup_key: str) -> Decision | None:
+        with self.ledger.unit_of_work(read_only=True) as uow:
+            found = decisions.recorded(uow, dedup_key)
+        return _answer((found.response_code, found.reason, found.hold_id) if found is not None else None)
+
     def close(self) -> None:
+        self._readers.shutdown(wait=False, cancel_futures=True)
         self._queue.put(None)
         self._thread.join(timeout=5)
         if self._fallbacks:  # one last attempt before the process goes
@@ -453,15 +509,16 @@ def _record_fallback(uow: UnitOfWork, record: _Fallback) -> int | None:
 
 def _decide(uow: UnitOfWork, request: AuthorizationRequest, cents: int) -> Decision:
     """The first answer for this dedup key, decided and recorded with its hold; or the one on record."""
-    found = decisions.recorded(uow, request.dedup_key)
+    data = request.data
+    found, closed_already = decisions.prior(uow, request.dedup_key, data.card_id, request.envelope.operation_id)
     if found is not None:
         hold = str(found.hold_id) if found.hold_id is not None else None
         return Decision(found.response_code, found.reason, hold_id=hold)
-    data = request.data
     state = uow.card_state(data.card_id)
     card = Card(state.account_id, state.frozen, state.blocked) if state is not None else None
     hint = _hint(request)
-    reason = card_refusal(card, hint)
+    # The platform declined (or settled) it already: a hold now would never be released.
+    reason = closed.REASON if closed_already else card_refusal(card, hint)
     hold_id: int | None = None
     if reason is None:
         account = card.account_id if card is not None else uow.link_card(data.card_id, str(hint)).account_id

@@ -3,10 +3,11 @@
 `hookstream_authorize` takes the batch as parallel arrays and returns one (code, reason, hold id)
 row per item, in order. It locks the batch's accounts in id order (batches sharing an account wait,
 never deadlock), then per item either decides (claim the dedup key; a redelivery gets the recorded
-answer; card check; conditional reserve `balance − held ≥ amount`; hold INSERT … ON CONFLICT DO
-NOTHING; posting; answer recorded) or records a fallback answer (the budget ran out: release the hold
-its own late decision placed, record the fallback code). Amounts outside 0..p_max_cents are declined
-item by item, so no input can fail the statement for the rest of the batch. The rules mirror
+answer; an operation the platform closed already (`ledger.closed`) is declined; card check;
+conditional reserve `balance − held ≥ amount`; hold INSERT … ON CONFLICT DO NOTHING; posting;
+answer recorded) or records a fallback answer (the budget ran out: release the hold its own late
+decision placed, record the fallback code). Amounts outside 0..p_max_cents are declined item by
+item, so no input can fail the statement for the rest of the batch. The rules mirror
 `hookstream.domain.authorization` (the SQLite path calls those functions directly).
 """
 
@@ -93,6 +94,17 @@ BEGIN
 
         v_reason := NULL;
         v_hold := NULL;
+        -- The platform declined (or settled) the operation already: a hold now would never be released.
+        -- Read after the account locks above, so a closing transaction that held one is seen committed.
+        IF EXISTS (SELECT 1 FROM closed_operations c
+                    WHERE c.card_id = p_card[i] AND c.operation_id = p_operation[i]) THEN
+            o_code := '05';
+            o_reason := 'operation_closed';
+            UPDATE authorization_decisions d SET response_code = o_code, reason = o_reason
+             WHERE d.dedup_key = p_dedup[i];
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         SELECT l.account_id, l.frozen, l.blocked INTO v_account, v_frozen, v_blocked
           FROM card_links l WHERE l.card_id = p_card[i];
         IF NOT FOUND THEN

@@ -43,6 +43,13 @@ def create(conn: Connection) -> None:
 
 _SELECT = ("SELECT response_code, reason, hold_id, attempt FROM authorization_decisions "
            "WHERE dedup_key = ?")
+# One statement for what a decision must know first: the answer on record (a redelivery) and whether
+# the platform closed the operation already (`closed`); at most two rows, the closed one flagged 1.
+_PRIOR = ("SELECT response_code, reason, hold_id, attempt, 0 FROM authorization_decisions WHERE dedup_key = ? "
+          "UNION ALL SELECT NULL, NULL, NULL, NULL, 1 FROM closed_operations "
+          "WHERE card_id = ? AND operation_id = ?")
+# The receiver's read of the answer on record when its decision did not come in time (Postgres, psycopg).
+RECORDED_PG = "SELECT response_code, reason, hold_id FROM authorization_decisions WHERE dedup_key = %s"
 _INSERT = ("INSERT INTO authorization_decisions (dedup_key, card_id, operation_id, response_code, reason, "
            "hold_id, attempt, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _UPDATE = ("UPDATE authorization_decisions SET response_code = ?, reason = ?, hold_id = ?, decided_at = ? "
@@ -53,6 +60,17 @@ def recorded(uow: UnitOfWork, dedup_key: str) -> Recorded | None:
     """The answer recorded for this dedup key (SQLite path; Postgres decides in `decide_pg`)."""
     row = _cursor(uow).execute(_SELECT, (dedup_key,)).fetchone()
     return Recorded(*row) if row else None
+
+
+def prior(uow: UnitOfWork, dedup_key: str, card_id: str, operation_id: str) -> tuple[Recorded | None, bool]:
+    """The answer recorded for this dedup key, and whether the operation is closed (SQLite path)."""
+    found, closed = None, False
+    for *row, is_closed in _cursor(uow).execute(_PRIOR, (dedup_key, card_id, operation_id)).fetchall():
+        if is_closed:
+            closed = True
+        else:
+            found = Recorded(*row)
+    return found, closed
 
 
 def record(uow: UnitOfWork, dedup_key: str, card_id: str, operation_id: str, response_code: str,

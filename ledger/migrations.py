@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, inspect, select, text
 
-from hookstream.ledger import decide_pg, decisions, schema
+from hookstream.ledger import closed, decide_pg, decisions, schema
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ def _v6(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE outbox ADD COLUMN traceparent TEXT"))
 
 
+def _v7(conn: Connection) -> None:
+    closed.create(conn)
+    decide_pg.install(conn)  # the function now refuses a hold for a closed operation
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
@@ -52,6 +57,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "create outbox, api_rate_slots", _v4),
     Migration(5, "create unmatched_events", _v5),
     Migration(6, "add outbox.traceparent", _v6),
+    Migration(7, "create closed_operations; reinstall hookstream_authorize (Postgres)", _v7),
 ]
 LATEST = MIGRATIONS[-1].version
 

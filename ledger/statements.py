@@ -57,6 +57,7 @@ class Statements:
     set_blocked: Prepared
     find_hold: Prepared
     find_hold_for_update: Prepared
+    lock_card_account: Prepared
     reserve: Prepared
     available: Prepared
     insert_hold: Prepared
@@ -129,6 +130,9 @@ def _build(dialect: Dialect) -> Statements:
         find_hold=prep(find_hold),
         # FOR UPDATE renders nothing on SQLite, where BEGIN IMMEDIATE already serializes writers.
         find_hold_for_update=prep(find_hold.with_for_update()),
+        lock_card_account=prep(select(accounts.c.id).where(
+            accounts.c.id == select(card_links.c.account_id).where(card_links.c.card_id == P("p_card_id"))
+            .scalar_subquery()).with_for_update()),
         # The whole overspending guard: one conditional UPDATE, atomic on both backends.
         reserve=prep(update(accounts)
                      .where(accounts.c.id == P("p_account_id"),

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, case, func, select
 from sqlalchemy import exc as sa_exc
 
-from hookstream.ledger import decisions, migrations
+from hookstream.ledger import closed, decisions, migrations
 from hookstream.ledger.engine import SQLITE_BEGIN, is_sqlite_memory, make_engine
 from hookstream.ledger.errors import (
     LedgerError,
@@ -433,6 +433,19 @@ class UnitOfWork:
             False, "duplicate", hold.account_id if hold is not None else None, from_cents(cents),
             from_cents(hold.amount_cents) if hold is not None else None,
             hold.status if hold is not None else None)
+
+    def lock_card_account(self, card_id: str) -> None:
+        """Take the row lock of the card's account before looking for its holds (Postgres; on SQLite the
+        write lock is held already). A decision placing a hold takes that lock first too, so a follow-up
+        that then finds no hold knows none is being placed: see `close_operation`."""
+        if self._dialect.name == "postgresql":
+            self._run(self._sql.lock_card_account, {"p_card_id": card_id})
+
+    def close_operation(self, card_id: str, operation_id: str, event_type: str, dedup_key: str) -> bool:
+        """The platform closed this operation (declined, reversal, settlement) and no hold exists under
+        it: a late approval must never place one (both decision paths check). Call it after
+        `lock_card_account` in the same transaction. False when it was closed already."""
+        return closed.close(self, card_id, operation_id, event_type, dedup_key)
 
     def hold_status(self, card_id: str, operation_id: str) -> str | None:
         """'held', 'captured', 'released', or None when the operation has no hold."""

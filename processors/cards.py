@@ -14,6 +14,11 @@ posted by the ledger as a debit on the card's account (the money did leave), a r
 hold posts nothing. A `declined` without an open hold is normal (the receiver declined it
 itself, so no hold was placed, or released a late approval's hold): it is recorded as
 "nothing_held", not counted as unmatched.
+
+A follow-up that finds no hold at all also closes the operation (`ledger.closed`): an authorization
+decided after it (late, past the platform's deadline) is declined instead of holding money forever.
+The account's row lock is taken before the hold is looked for, so a decision committing its hold at
+the same moment is either seen (and settled here) or sees the closed operation.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class CardsProcessor(Processor):
             _outcome(ctx, "duplicate")
             return
         # "unmatched" (posted as a plain debit on the card's account) or "unknown_card" (nothing).
+        if result.hold_status is None:
+            _close(event, data, ctx)
         _unmatched(event, ctx, data.card_id, result.reason, posted=result.applied, amount=str(amount),
                    account_id=result.account_id, hold_status=result.hold_status)
 
@@ -120,6 +127,8 @@ class CardsProcessor(Processor):
         if result.reason == "duplicate":
             _outcome(ctx, "duplicate")
             return
+        if result.hold_status is None:
+            _close(event, data, ctx)
         if event.event_type == "declined" and result.hold_status in (None, "released"):
             ctx.log.info("cards.declined_nothing_held", card_id=data.card_id)
             _outcome(ctx, "nothing_held")
@@ -129,11 +138,18 @@ class CardsProcessor(Processor):
                    hold_status=result.hold_status)
 
     def _find_hold(self, event: Event, data: CardTransaction, ctx: Context) -> str | None:
-        """The operation_id of the hold this event settles, by identity (see the module docstring)."""
-        for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
-            status = ctx.uow.hold_status(data.card_id, operation)
-            if status == "held" or (status is not None and operation == event.operation_id):
-                return operation  # settled already: the ledger tells duplicate from unmatched
+        """The operation_id of the hold this event settles, by identity (see the module docstring).
+
+        Nothing found: the card's account is locked and the holds looked at again, so a decision
+        committing this hold right now is waited for and seen (the account lock is the one a decision
+        takes first); what is still not found then is closed by the caller."""
+        for lock in (False, True):
+            if lock:
+                ctx.uow.lock_card_account(data.card_id)
+            for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
+                status = ctx.uow.hold_status(data.card_id, operation)
+                if status == "held" or (status is not None and operation == event.operation_id):
+                    return operation  # settled already: the ledger tells duplicate from unmatched
         return None
 
     # --- money in ------------------------------------------------------------------------------
@@ -148,6 +164,15 @@ class CardsProcessor(Processor):
             _outcome(ctx, "duplicate")
             return
         ctx.log.info("cards.credited", kind=kind, card_id=data.card_id, account_id=account, amount=str(amount))
+
+
+def _close(event: Event, data: CardTransaction, ctx: Context) -> None:
+    """No hold under the operation's identity: the platform closed it before any hold was placed (e.g. it
+    declined at its deadline while the receiver's decision was still coming). Remember that, so a late
+    approval never places a hold that nothing would release."""
+    for operation in [event.operation_id, *operation_aliases(event.operation_id)]:
+        if ctx.uow.close_operation(data.card_id, operation, event.event_type, event.dedup_key):
+            ctx.log.info("cards.operation_closed", card_id=data.card_id, closed_operation_id=operation)
 
 
 def _required_amount(data: CardTransaction, event: Event) -> Decimal:

@@ -114,18 +114,23 @@ def test_a_follow_up_finds_its_hold_by_identity_or_documented_alias_never_by_amo
 
     hold(ledger, "crd_a", "life_evt_abc", "12.00", gen)
     hold(ledger, "crd_a", "life_evt_def", "8.00", gen)
-    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` only resembles life_evt_def
-    # (same card, same amount): it is recorded for an operator, and life_evt_def stays held.
+    # `txn_abc` is the documented alias of `life_evt_abc`; `other_9` and `other_8` only resemble
+    # life_evt_def (same card, same amount): they are recorded for an operator, life_evt_def stays held
+    # (the settlement's money still leaves, as a plain debit, never as life_evt_def's capture).
     feed.send(envelope(gen, "cards", settle, status, "txn_abc", card_data("crd_a", "12.00")))
     feed.send(envelope(gen, "cards", "reversal", "success", "other_9", card_data("crd_a", "8.00")))
-    wait_until(lambda: cards.handled() >= 2, "both follow-ups handled")
-    assert balance(ledger, "acct-1") == (D("88.00"), D("8.00"), D("80.00"))
+    feed.send(envelope(gen, "cards", settle, status, "other_8", card_data("crd_a", "8.00")))
+    wait_until(lambda: cards.handled() >= 3, "the follow-ups handled")
+    assert balance(ledger, "acct-1") == (D("80.00"), D("8.00"), D("72.00"))
     assert cards.metric("hookstream_ledger_unmatched_total", event_type="reversal") == 1
-    assert [e["reason"] for e in cards.log_events("cards.unmatched")] == ["unmatched"]
+    assert cards.metric("hookstream_ledger_unmatched_total", event_type=settle) == 1
+    assert [e["reason"] for e in cards.log_events("cards.unmatched")] == ["unmatched", "unmatched"]
     assert settings_query(settings, "SELECT operation_id, card_id, amount, reason FROM unmatched_events") == [
-        ("other_9", "crd_a", "8.00", "unmatched")]
+        ("other_9", "crd_a", "8.00", "unmatched"), ("other_8", "crd_a", "8.00", "unmatched")]
     with ledger.unit_of_work(read_only=True) as uow:
         assert uow.hold_status("crd_a", "life_evt_def") == "held"
+        assert uow.balance("acct-1") == uow.recomputed_balance("acct-1")
+    assert [k for k, _ in postings(ledger, "acct-1")] == ["credit", "hold", "hold", "capture", "debit"]
 
 
 @GENERATIONS
@@ -200,3 +205,85 @@ def test_a_redelivery_answered_with_a_decline_never_releases_the_first_approval(
     assert balance(ledger, "acct-redo") == (D("100.00"), D("40.00"), D("60.00"))
     with ledger.unit_of_work(read_only=True) as uow:
         assert uow.hold_status("crd_redo", "life_redo") == "held"
+
+
+def _start_receiver(processes, settings, budget_ms: int = 1150) -> str:
+    """`hookstream ingest` with the ledger policy on this test's books; its webhook URL."""
+    from hookstream.broker import free_port
+    from test_ingest.conftest import settings_env
+
+    port = free_port()
+    processes.start(["ingest", "--port", str(port)], settings_env(
+        settings, HOOKSTREAM_AUTHORIZATION_POLICY="hookstream.ingest.policy:ledger_policy",
+        HOOKSTREAM_AUTHORIZATION_BUDGET_MS=str(budget_ms)), name="ingest",
+        ready_url=f"http://127.0.0.1:{port}/readyz", timeout=30)
+    return f"http://127.0.0.1:{port}/webhooks/cryptomate"
+
+
+def _answer(url: str, body: bytes) -> str:
+    import httpx
+
+    response = httpx.post(url, content=body, timeout=30,
+                          headers={"content-type": "application/json", "X-Webhook-Key": "test-webhook-key-0001"})
+    assert response.status_code == 200, response.text
+    return response.json()["response_code"]
+
+
+def test_an_authorization_decided_after_the_platform_declined_it_holds_nothing_in_either_order(
+        settings, ledger, feed, start_processor, processes):
+    """Issue 15 (chaos, finding 1): the platform declines at its deadline and sends `declined`; the cards
+    processor applies it before the receiver's late decision commits a hold. That hold must never stay:
+    the declined operation is closed, and a decision after it answers "05" and holds nothing."""
+    import threading
+    import time
+
+    fund(ledger, "acct-late", "100.00", cards={"crd_late": "WEBHOOK"})
+    cards = start_processor("cards", settings)
+    url = _start_receiver(processes, settings)
+    auth = {op: envelope("B", "cards", "authorization", "pending", op, card_data("crd_late", amount))
+            for op, amount in (("life_dec_first", "40.00"), ("life_auth_first", "30.00"), ("life_race", "20.00"),
+                               ("life_rev_first", "10.00"))}
+
+    # Declined first (nothing held: the operation is closed), the authorization decided after it.
+    feed.send(envelope("B", "cards", "declined", "success", "life_dec_first", card_data("crd_late", "40.00")))
+    feed.send(envelope("B", "cards", "reversal", "success", "life_rev_first", card_data("crd_late", "10.00")))
+    wait_until(lambda: cards.handled() >= 2, "the declined and the reversal handled")
+    assert _answer(url, auth["life_dec_first"]) == "05"
+    assert _answer(url, auth["life_rev_first"]) == "05"
+    # Authorization first (hold placed), the declined after it: released, as before.
+    assert _answer(url, auth["life_auth_first"]) == "00"
+    feed.send(envelope("B", "cards", "declined", "success", "life_auth_first", card_data("crd_late", "30.00")))
+    # Both at once: the closing transaction holds the account while the decision arrives; the decision
+    # waits for it and must see the operation closed (the processor's calls, in one open transaction).
+    closing, holding = threading.Event(), threading.Event()
+
+    def close_while_deciding() -> None:
+        with ledger.unit_of_work() as uow:
+            uow.lock_card_account("crd_late")
+            assert uow.release_hold("crd_late", "life_race", "declined:life_race").hold_status is None
+            uow.close_operation("crd_late", "life_race", "declined", "declined:life_race")
+            holding.set()
+            closing.wait(10)
+            time.sleep(0.2)  # the decision is waiting on the lock now
+
+    closer = threading.Thread(target=close_while_deciding)
+    closer.start()
+    assert holding.wait(10)
+    closing.set()
+    assert _answer(url, auth["life_race"]) == "05"
+    closer.join(10)
+
+    wait_until(lambda: cards.handled() >= 7, "the authorizations' records and the last declined handled")
+    # Redeliveries get the first answers; the books hold nothing and add up.
+    assert [_answer(url, auth[op]) for op in auth] == ["05", "00", "05", "05"]
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert {op: uow.hold_status("crd_late", op) for op in auth} == {
+            "life_dec_first": None, "life_auth_first": "released", "life_race": None, "life_rev_first": None}
+        assert uow.balance("acct-late") == uow.recomputed_balance("acct-late")
+    assert balance(ledger, "acct-late") == (D("100.00"), D("0.00"), D("100.00"))
+    assert dict((op, (code, reason)) for op, code, reason in settings_query(
+        settings, "SELECT operation_id, response_code, reason FROM authorization_decisions")) == {
+        "life_dec_first": ("05", "operation_closed"), "life_auth_first": ("00", "approved"),
+        "life_race": ("05", "operation_closed"), "life_rev_first": ("05", "operation_closed")}
+    assert sorted(r[0] for r in settings_query(settings, "SELECT operation_id FROM closed_operations")) == [
+        "life_dec_first", "life_race", "life_rev_first"]

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from fixtures.http_load import post_many
+from fixtures.kafka import read_topic
 from fixtures.postgres import START_TIMEOUT_S, LocalPostgres, _conninfo
 from hookstream.domain.authorization import MAX_BILL_CENTS
 from hookstream.kafka import ensure_topics
@@ -89,21 +90,90 @@ def test_redelivered_authorizations_get_their_first_answer_and_holds_follow_the_
     with ledger.unit_of_work() as uow:
         uow.release_hold("crd_r", "op-ok", "reversal:op-ok")
 
-    answers = {name: [_code(receiver.post(body)) for _ in range(3)]
-               for name, body in (("op-ok", approved), ("op-51", short), ("op-frozen", frozen), ("op-late", late))}
+    bodies = (("op-ok", approved), ("op-51", short), ("op-frozen", frozen), ("op-late", late))
+    answers = {name: [_code(receiver.post(body)) for _ in range(3)] for name, body in bodies}
+    # Redelivered while the decision path is stuck (the account locked past the budget): this receiver
+    # answers from memory; a second receiver (another process, nothing in memory) from the record, read
+    # beside the stuck decision. Never the fallback code for an authorization answered before.
+    other = start_receiver(settings, **POLICY)
+    blocker = _Blocker(ledger_url, "acct-r")
+    try:
+        for name, body in bodies:
+            answers[name] += [_code(receiver.post(body)), _code(other.post(body))]
+    finally:
+        blocker.release()
+        blocker.close()
 
-    assert answers == {"op-ok": ["00"] * 3, "op-51": ["51"] * 3, "op-frozen": ["05"] * 3, "op-late": ["05"] * 3}
+    assert answers == {"op-ok": ["00"] * 5, "op-51": ["51"] * 5, "op-frozen": ["05"] * 5, "op-late": ["05"] * 5}
     assert _holds(ledger) == {"op-ok": "released"}  # one hold, for the one approval; none for the others
     assert _recorded(ledger) == {"op-ok": ("00", True), "op-51": ("51", False), "op-frozen": ("05", False),
                                  "op-late": ("05", False)}
     with ledger.unit_of_work(read_only=True) as uow:
         assert uow.balance("acct-r") == uow.recomputed_balance("acct-r")
         assert (uow.balance("acct-r").held, uow.balance("acct-r").available) == (Decimal("0.00"), Decimal("100.00"))
-    records = topic_reader(TRANSACTIONS, 16)
+    records = topic_reader(TRANSACTIONS, 24)
     by_op: dict[str, set[str]] = {}
     for record in records:
         by_op.setdefault(record.headers[h.OPERATION_ID], set()).add(record.headers[h.RESPONSE_CODE])
     assert by_op == {"op-ok": {"00"}, "op-51": {"51"}, "op-frozen": {"05"}, "op-late": {"05"}}
+
+
+@pytest.mark.timeout(900)  # two broker start-ups on a busy 2-core machine
+def test_redeliveries_during_and_after_a_broker_outage_get_their_first_answers(
+    own_broker, ledger_url, make_settings, start_receiver
+):
+    """Issue 13: first answers given while the broker is down (records spooled) by approval, decline and
+    fallback; redelivered during the outage, after it, and to a second receiver after it."""
+    settings = make_settings(kafka_bootstrap=own_broker.bootstrap, database_url=ledger_url,
+                             authorization_budget_ms=1000, delivery_timeout_s=2.0)
+    ensure_topics(settings, list(TOPICS))
+    ledger = _fund(ledger_url, "acct-o", "100.00", "crd_o", "crd_of")
+    with ledger.unit_of_work() as uow:
+        uow.set_card_state("crd_of", frozen=True)
+    receiver = start_receiver(settings, **POLICY)
+    bodies = (("out-ok", _auth("crd_o", "80.00", "out-ok")), ("out-51", _auth("crd_o", "30.00", "out-51")),
+              ("out-frozen", _auth("crd_of", "1.00", "out-frozen")), ("out-late", _auth("crd_o", "5.00", "out-late")))
+    answers: dict[str, list[str]] = {name: [] for name, _ in bodies}
+    own_broker.stop()
+    try:
+        for name, body in bodies:
+            if name == "out-late":  # first answer a fallback: the account is locked past the budget
+                blocker = _Blocker(ledger_url, "acct-o")
+                try:
+                    answers[name].append(_code(receiver.post(body)))
+                finally:
+                    blocker.release()
+                    blocker.close()
+            else:
+                answers[name].append(_code(receiver.post(body)))
+        for name, body in bodies:  # redelivered while the broker is still down
+            answers[name] += [_code(receiver.post(body)) for _ in range(2)]
+    finally:
+        own_broker.start()
+    deadline = time.monotonic() + 120
+    while httpx.get(receiver.base + "/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "the receiver is not ready again after the broker restart"
+        time.sleep(1)
+    other = start_receiver(settings, **POLICY)  # nothing in memory: answers from the record
+    for name, body in bodies:
+        answers[name] += [_code(receiver.post(body)), _code(other.post(body))]
+
+    assert answers == {"out-ok": ["00"] * 5, "out-51": ["51"] * 5, "out-frozen": ["05"] * 5,
+                       "out-late": ["05"] * 5}
+    assert _holds(ledger) == {"out-ok": "held"}  # one hold, for the one approval
+    assert _recorded(ledger) == {"out-ok": ("00", True), "out-51": ("51", False), "out-frozen": ("05", False),
+                                 "out-late": ("05", False)}
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.balance("acct-o") == uow.recomputed_balance("acct-o")
+        assert (uow.balance("acct-o").held, uow.balance("acct-o").available) == (Decimal("80.00"), Decimal("20.00"))
+    # every delivery on Kafka (the spooled ones forwarded), each carrying its operation's one answer
+    records = read_topic(settings, TRANSACTIONS, 20, timeout=90)
+    by_op: dict[str, set[str]] = {}
+    for record in records:
+        by_op.setdefault(record.headers[h.OPERATION_ID], set()).add(record.headers[h.RESPONSE_CODE])
+    assert len(records) >= 20
+    assert by_op == {"out-ok": {"00"}, "out-51": {"51"}, "out-frozen": {"05"}, "out-late": {"05"}}
+    ledger.close()
 
 
 def test_one_absurd_amount_never_decides_the_fate_of_the_funded_authorizations_in_its_batch(

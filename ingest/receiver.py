@@ -163,23 +163,25 @@ class Receiver:
         except EnvelopeError as exc:
             return await self._quarantine(body, envelope, exc, base)
 
-        dedup = dedup_key(envelope)
-        record_headers = envelope_headers(envelope, dedup) + base
+        operation_id = loggable_operation_id(envelope)  # once: headers, key, logs and spans use it
+        dedup = dedup_key(envelope, operation_id)
+        record_headers = envelope_headers(envelope, dedup, operation_id) + base
         if self._tracer is not None:
             tracing.current_span().add_event("validated", {
                 "hookstream.product": envelope.product, "hookstream.event_type": envelope.event_type,
-                "hookstream.operation_id": loggable_operation_id(envelope)})
+                "hookstream.operation_id": operation_id})
         key = partition_key(envelope, route)
         topic = self.settings.topic(route.topic)
         self._received(envelope.product, envelope.event_type)()
 
         if envelope.event_type == "authorization":
             assert isinstance(data, Authorization)
-            return await self._authorization(envelope, data, dedup, topic, key, body, record_headers, started)
+            return await self._authorization(envelope, data, dedup, topic, key, body, record_headers, started,
+                                             operation_id)
         if envelope.event_type in NEVER_RETRIED:
             timeout = min(self._timeout, self.settings.spool_after_s)
-            return await self._durable_or_spool(envelope, topic, key, body, record_headers, timeout, OK)
-        return await self._durable(envelope, topic, key, body, record_headers)
+            return await self._durable_or_spool(envelope, topic, key, body, record_headers, timeout, OK, operation_id)
+        return await self._durable(envelope, topic, key, body, record_headers, operation_id)
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -195,19 +197,20 @@ class Receiver:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # --- outcomes ------------------------------------------------------------------------------
-    async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers) -> Response:
+    async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
+                       operation_id: str) -> Response:
         """Regular events: 200 only once Kafka has the record, else 503 (the platform retries)."""
         try:
             published = await self._publish(topic, body, key, headers, self._timeout)
         except PublishError as exc:
             return self._unavailable(env.product, env.event_type, exc)
         self._published(env.product, env.event_type)()
-        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+        log.info("webhook.published", operation_id=operation_id, event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(OK, media_type=JSON)
 
     async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
-                                timeout: float, answer: bytes) -> Response:
+                                timeout: float, answer: bytes, operation_id: str) -> Response:
         """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool.
 
         A record acknowledged after its timeout is already on Kafka: the forwarder then skips its spooled copy.
@@ -221,20 +224,20 @@ class Receiver:
             try:
                 await self._spool_writer.append(record)
             except (SpoolFull, OSError) as spool_exc:
-                log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
+                log.error("webhook.spool_failed", operation_id=operation_id, error=str(spool_exc))
                 return self._unavailable(env.product, env.event_type, exc)
             if self._tracer is not None:
                 tracing.current_span().add_event("spooled", {"hookstream.spool_depth": self.spool.depth})
-            log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
+            log.warning("webhook.spooled", operation_id=operation_id, event_type=env.event_type,
                         cause=str(exc), spool_depth=self.spool.depth)
             return Response(answer, media_type=JSON)
         self._published(env.product, env.event_type)()
-        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+        log.info("webhook.published", operation_id=operation_id, event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(answer, media_type=JSON)
 
     async def _authorization(self, env: Envelope, data: Authorization, dedup: str, topic: str, key: bytes,
-                             body: bytes, headers: Headers, started: float) -> Response:
+                             body: bytes, headers: Headers, started: float, operation_id: str) -> Response:
         """Decide within the budget, make the event + decision durable, answer the code."""
         budget_left = self._budget - (time.perf_counter() - started)
         # keep ~a quarter of the budget for making the record durable (Kafka ack or spool fsync)
@@ -255,13 +258,13 @@ class Receiver:
             headers.append((h.HOLD_ID, decision.hold_id.encode()))
         answer = json.dumps({"response_code": decision.response_code}, separators=(",", ":")).encode()
         publish_timeout = max(self._budget - (time.perf_counter() - started) - 0.05, 0.01)
-        log.info("authorization.decided", operation_id=loggable_operation_id(env), dedup_key=dedup,
+        log.info("authorization.decided", operation_id=operation_id, dedup_key=dedup,
                  response_code=decision.response_code, reason=decision.reason,
                  decision_ms=round(elapsed * 1000, 3))
-        response = await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer)
+        response = await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer, operation_id)
         done = time.perf_counter()
         if done - started > self._budget:  # the phases say where it went: decision, or Kafka ack / spool fsync
-            log.warning("authorization.over_budget", operation_id=loggable_operation_id(env),
+            log.warning("authorization.over_budget", operation_id=operation_id,
                         took_ms=round((done - started) * 1000, 1), decision_ms=round(elapsed * 1000, 1),
                         durable_ms=round((done - decided) * 1000, 1), budget_ms=round(self._budget * 1000))
         return response
@@ -313,10 +316,13 @@ class Receiver:
         return Response(UNAVAILABLE, status_code=503, media_type=JSON, headers=self._retry_after)
 
 
-def envelope_headers(env: Envelope, dedup: str) -> Headers:
-    """The normalised metadata every published record carries (values are never secrets)."""
+def envelope_headers(env: Envelope, dedup: str, operation_id: str | None = None) -> Headers:
+    """The normalised metadata every published record carries (values are never secrets).
+    `operation_id`: `loggable_operation_id(env)` when the caller has it already."""
+    if operation_id is None:
+        operation_id = loggable_operation_id(env)
     return [*_kind_headers(env.generation, env.product, env.event_type, env.status),
-            (h.OPERATION_ID, loggable_operation_id(env).encode()), (h.DEDUP_KEY, dedup.encode())]
+            (h.OPERATION_ID, operation_id.encode()), (h.DEDUP_KEY, dedup.encode())]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -70,7 +70,6 @@ class Publisher:
         self._parked: list[_Record] = []  # waiting for their topic's metadata
         self._flush_scheduled = False
         self._batching = False
-        self._wake_wanted = False  # a send() during a flush asked for the sender (new or full batch)
         self._publish_seconds: dict[str, Any] = {}
         # Completions from Kafka's I/O thread are handed to the loop in batches: one wakeup per batch.
         self._done: collections.deque[tuple[_Record, Any, BaseException | None]] = (
@@ -117,16 +116,12 @@ class Publisher:
             log.info("kafka.producer.connected", bootstrap=self._settings.kafka_bootstrap)
 
     def _coalesce_wakeups(self, producer: KafkaProducer) -> None:
-        """send() wakes the sender (a syscall) for each new or full batch; a loop iteration's sends wake it
-        at most once, and not at all when every record joined a batch the sender already waits on (its
-        linger timer covers them)."""
+        """send() wakes the sender (a syscall) for each new batch; a loop iteration's sends wake it once."""
         sender = producer._sender
         wake = sender.wakeup
 
         def wakeup() -> None:
-            if self._batching:
-                self._wake_wanted = True
-            else:
+            if not self._batching:
                 wake()
 
         sender.wakeup = wakeup
@@ -235,8 +230,8 @@ class Publisher:
             return
         known = producer._metadata.partitions_for_topic
         parked: list[_Record] = []
+        sent = 0
         self._batching = True
-        self._wake_wanted = False
         try:
             for record in batch:
                 if record.future.done():  # the request already gave up: do not add a late duplicate
@@ -245,6 +240,7 @@ class Publisher:
                     parked.append(record)
                     continue
                 self._send(producer, record)
+                sent += 1
         finally:
             self._batching = False
         if parked:
@@ -252,9 +248,8 @@ class Publisher:
                 producer._metadata.add_topic(topic)
             producer._metadata.request_update()
             self._park(parked)
-            self._wake_wanted = True  # for the metadata request
-        if self._wake_wanted:
-            self._wake_wanted = False
+            sent += 1  # wake the sender for the metadata request
+        if sent:
             producer._sender.wakeup()
 
     def _park(self, records: list[_Record]) -> None:

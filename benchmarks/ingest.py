@@ -151,7 +151,8 @@ def stop(target: Target) -> None:
         proc.wait(10)
 
 
-def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] = ()) -> list[Target]:
+def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] = (),
+                 granian: bool = False) -> list[Target]:
     stamp = uuid.uuid4().hex[:6]
     uvicorn = [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log", "--log-level", "warning",
                "--loop", "uvloop", "--http", "httptools"]
@@ -181,6 +182,13 @@ def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] =
                           {"PYTHONPATH": str(PEERS)}, None))
     if workers > 1:
         targets.append(hookstream(f"hookstream-w{workers}", workers))
+    if granian:  # the same app under granian (Rust HTTP) instead of uvicorn + httptools
+        hs = hookstream("hookstream-granian", 1)
+        hs.label = "hookstream app under granian"
+        hs.cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                  "--port", "{port}", "--loop", "uvloop", "--workers", "1", "--no-access-log", "--log-level",
+                  "warning", "hookstream.ingest.app:create_app"]
+        targets.insert(1, hs)
     for variant in variants:  # NAME=PYTHON: another hookstream version (its venv), for A/B rounds
         name, python = variant.split("=", 1)
         targets.insert(1, hookstream(name, 1, python, f"hookstream ingest ({name})"))
@@ -345,6 +353,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Also measure `ingest --workers N` (1: skip).")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PYTHON",
                         help="Also measure the hookstream installed in another venv (A/B of versions).")
+    parser.add_argument("--granian", action="store_true", help="Also measure hookstream's app under granian.")
     parser.add_argument("--only", action="append", help="Measure only these targets (hookstream, aiokafka, …).")
     parser.add_argument("--auth-rate", type=float, default=1000.0, help="Authorizations/s (0: skip).")
     parser.add_argument("--auth-seconds", type=float, default=15.0)
@@ -358,7 +367,7 @@ def main() -> None:
     broker = LocalBroker(heap="1g")
     bootstrap = broker.start()
     assert broker.pid is not None
-    targets = [t for t in make_targets(bootstrap, work, args.workers, args.variant) if not args.only or t.name in args.only]
+    targets = [t for t in make_targets(bootstrap, work, args.workers, args.variant, args.granian) if not args.only or t.name in args.only]
     script = lua_script(work / "bodies.lua", bodies(2048))
     auth = None
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hookstream import metrics, tracing
 from hookstream.ingest.auth import KeyRing, timestamp_fresh
@@ -314,6 +315,24 @@ class Receiver:
         metrics.webhooks_failed.labels(product, event_type, "broker_unavailable").inc()
         log.error("webhook.not_durable", product=product, event_type=event_type, error=str(exc))
         return Response(UNAVAILABLE, status_code=503, media_type=JSON, headers=self._retry_after)
+
+
+class WebhookFastPath:
+    """ASGI middleware: a POST on the webhook path goes straight to the receiver, without the router,
+    endpoint wrapper and exception-middleware layers per request (their work is for other routes: the
+    receiver answers every outcome itself). Everything else, any other spelling of the path and a mounted
+    root path go on to the app. Sits inside Starlette's ServerErrorMiddleware: a crash is still a 500."""
+
+    def __init__(self, app: ASGIApp, receiver: Receiver, path: str) -> None:
+        self._app, self._endpoint, self._path = app, receiver.endpoint, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self._path and scope["method"] == "POST" \
+                and not scope.get("root_path"):
+            response = await self._endpoint(Request(scope, receive, send))
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
 
 
 def envelope_headers(env: Envelope, dedup: str, operation_id: str | None = None) -> Headers:

@@ -125,7 +125,7 @@ def start(target: Target, work: Path) -> None:
     with open(work / f"{target.name}.log", "wb") as out:
         target.proc = subprocess.Popen(cmd, env={**os.environ, **target.env}, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes to start `--workers 2`
     while time.monotonic() < deadline:
         if target.proc.poll() is not None:
             raise RuntimeError(f"{target.name} exited: {(work / f'{target.name}.log').read_text()[-3000:]}")

@@ -11,6 +11,8 @@ requests/s, p50/p99, and CPU seconds per request of the server's process tree an
 Then authorization answers (ledger policy, SQLite) at a paced 1,000/s (tests/fixtures/http_load.py post_paced).
 
 Usage: python benchmarks/ingest.py [--seconds 10] [--rounds 3] [--connections 64] [--only NAME ...] [--no-write]
+A/B of versions: --variant NAME=PYTHON (a venv with another hookstream installed) adds it to the same
+interleaved rounds; --granian adds hookstream's app under granian.
 Needs wrk (apt-get install wrk), go, and the `bench` extra (pip install -e ".[bench]").
 """
 

@@ -11,6 +11,8 @@ requests/s, p50/p99, and CPU seconds per request of the server's process tree an
 Then authorization answers (ledger policy, SQLite) at a paced 1,000/s (tests/fixtures/http_load.py post_paced).
 
 Usage: python benchmarks/ingest.py [--seconds 10] [--rounds 3] [--connections 64] [--only NAME ...] [--no-write]
+A/B of versions: --variant NAME=PYTHON (a venv with another hookstream installed) adds it to the same
+interleaved rounds; --granian adds hookstream's app under granian.
 Needs wrk (apt-get install wrk), go, and the `bench` extra (pip install -e ".[bench]").
 """
 
@@ -125,7 +127,7 @@ def start(target: Target, work: Path) -> None:
     with open(work / f"{target.name}.log", "wb") as out:
         target.proc = subprocess.Popen(cmd, env={**os.environ, **target.env}, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes to start `--workers 2`
     while time.monotonic() < deadline:
         if target.proc.poll() is not None:
             raise RuntimeError(f"{target.name} exited: {(work / f'{target.name}.log').read_text()[-3000:]}")
@@ -151,7 +153,8 @@ def stop(target: Target) -> None:
         proc.wait(10)
 
 
-def make_targets(bootstrap: str, work: Path, workers: int) -> list[Target]:
+def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] = (),
+                 granian: bool = False) -> list[Target]:
     stamp = uuid.uuid4().hex[:6]
     uvicorn = [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log", "--log-level", "warning",
                "--loop", "uvloop", "--http", "httptools"]
@@ -161,10 +164,10 @@ def make_targets(bootstrap: str, work: Path, workers: int) -> list[Target]:
         return {"PEER_KEY": KEY, "PEER_BOOTSTRAP": bootstrap, "PEER_ROUTES": json.dumps(routes),
                 "PYTHONPATH": str(PEERS)}
 
-    def hookstream(name: str, n: int) -> Target:
+    def hookstream(name: str, n: int, python: str = sys.executable, label: str = "hookstream ingest") -> Target:
         prefix = f"b{stamp}{name.replace('-', '')}."
-        return Target(name, f"hookstream ingest{'' if n == 1 else f' --workers {n}'}",
-                      [sys.executable, "-m", "hookstream.cli", "ingest", "--port", "{port}", "--workers", str(n)],
+        return Target(name, f"{label}{'' if n == 1 else f' --workers {n}'}",
+                      [python, "-m", "hookstream.cli", "ingest", "--port", "{port}", "--workers", str(n)],
                       {"HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
                        "HOOKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS), "HOOKSTREAM_WEBHOOK_KEYS": KEY,
                        "HOOKSTREAM_SPOOL_DIR": str(work / f"spool-{name}"), "HOOKSTREAM_LOG_LEVEL": "warning"},
@@ -181,6 +184,16 @@ def make_targets(bootstrap: str, work: Path, workers: int) -> list[Target]:
                           {"PYTHONPATH": str(PEERS)}, None))
     if workers > 1:
         targets.append(hookstream(f"hookstream-w{workers}", workers))
+    if granian:  # the same app under granian (Rust HTTP) instead of uvicorn + httptools
+        hs = hookstream("hookstream-granian", 1)
+        hs.label = "hookstream app under granian"
+        hs.cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                  "--port", "{port}", "--loop", "uvloop", "--workers", "1", "--no-access-log", "--log-level",
+                  "warning", "hookstream.ingest.app:create_app"]
+        targets.insert(1, hs)
+    for variant in variants:  # NAME=PYTHON: another hookstream version (its venv), for A/B rounds
+        name, python = variant.split("=", 1)
+        targets.insert(1, hookstream(name, 1, python, f"hookstream ingest ({name})"))
     return targets
 
 
@@ -340,6 +353,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads.")
     parser.add_argument("--workers", type=int, default=2, help="Also measure `ingest --workers N` (1: skip).")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PYTHON",
+                        help="Also measure the hookstream installed in another venv (A/B of versions).")
+    parser.add_argument("--granian", action="store_true", help="Also measure hookstream's app under granian.")
     parser.add_argument("--only", action="append", help="Measure only these targets (hookstream, aiokafka, …).")
     parser.add_argument("--auth-rate", type=float, default=1000.0, help="Authorizations/s (0: skip).")
     parser.add_argument("--auth-seconds", type=float, default=15.0)
@@ -353,7 +369,7 @@ def main() -> None:
     broker = LocalBroker(heap="1g")
     bootstrap = broker.start()
     assert broker.pid is not None
-    targets = [t for t in make_targets(bootstrap, work, args.workers) if not args.only or t.name in args.only]
+    targets = [t for t in make_targets(bootstrap, work, args.workers, args.variant, args.granian) if not args.only or t.name in args.only]
     script = lua_script(work / "bodies.lua", bodies(2048))
     auth = None
     try:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,7 +18,7 @@ from hookstream.ingest.authorization import Decider, load_policy
 from hookstream.ingest.forwarder import drain, run_forwarder
 from hookstream.ingest.openapi import openapi_route
 from hookstream.ingest.publisher import Publisher
-from hookstream.ingest.receiver import Receiver
+from hookstream.ingest.receiver import Receiver, WebhookFastPath
 from hookstream.ingest.spool import Spool
 from hookstream.logs import configure_logging, get_logger, register_secrets
 from hookstream.schemas.routing import TOPICS
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             Route("/openapi.json", openapi_route(settings, WEBHOOK_PATH), methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(WebhookFastPath, receiver=receiver, path=WEBHOOK_PATH)],
     )
     app.state.receiver = receiver
     app.state.spool = spool

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hookstream import metrics, tracing
 from hookstream.ingest.auth import KeyRing, timestamp_fresh
@@ -163,23 +164,25 @@ class Receiver:
         except EnvelopeError as exc:
             return await self._quarantine(body, envelope, exc, base)
 
-        dedup = dedup_key(envelope)
-        record_headers = envelope_headers(envelope, dedup) + base
+        operation_id = loggable_operation_id(envelope)  # once: headers, key, logs and spans use it
+        dedup = dedup_key(envelope, operation_id)
+        record_headers = envelope_headers(envelope, dedup, operation_id) + base
         if self._tracer is not None:
             tracing.current_span().add_event("validated", {
                 "hookstream.product": envelope.product, "hookstream.event_type": envelope.event_type,
-                "hookstream.operation_id": loggable_operation_id(envelope)})
+                "hookstream.operation_id": operation_id})
         key = partition_key(envelope, route)
         topic = self.settings.topic(route.topic)
         self._received(envelope.product, envelope.event_type)()
 
         if envelope.event_type == "authorization":
             assert isinstance(data, Authorization)
-            return await self._authorization(envelope, data, dedup, topic, key, body, record_headers, started)
+            return await self._authorization(envelope, data, dedup, topic, key, body, record_headers, started,
+                                             operation_id)
         if envelope.event_type in NEVER_RETRIED:
             timeout = min(self._timeout, self.settings.spool_after_s)
-            return await self._durable_or_spool(envelope, topic, key, body, record_headers, timeout, OK)
-        return await self._durable(envelope, topic, key, body, record_headers)
+            return await self._durable_or_spool(envelope, topic, key, body, record_headers, timeout, OK, operation_id)
+        return await self._durable(envelope, topic, key, body, record_headers, operation_id)
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -195,19 +198,20 @@ class Receiver:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # --- outcomes ------------------------------------------------------------------------------
-    async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers) -> Response:
+    async def _durable(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
+                       operation_id: str) -> Response:
         """Regular events: 200 only once Kafka has the record, else 503 (the platform retries)."""
         try:
             published = await self._publish(topic, body, key, headers, self._timeout)
         except PublishError as exc:
             return self._unavailable(env.product, env.event_type, exc)
         self._published(env.product, env.event_type)()
-        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+        log.info("webhook.published", operation_id=operation_id, event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(OK, media_type=JSON)
 
     async def _durable_or_spool(self, env: Envelope, topic: str, key: bytes, body: bytes, headers: Headers,
-                                timeout: float, answer: bytes, status: int = 200,
+                                timeout: float, answer: bytes, operation_id: str, status: int = 200,
                                 labels: tuple[str, str] | None = None) -> Response:
         """Never-retried events: Kafka if it acks within `timeout`, else the fsync'd spool; answered `status`.
 
@@ -224,20 +228,20 @@ class Receiver:
             try:
                 await self._spool_writer.append(record)
             except (SpoolFull, OSError) as spool_exc:
-                log.error("webhook.spool_failed", operation_id=loggable_operation_id(env), error=str(spool_exc))
+                log.error("webhook.spool_failed", operation_id=operation_id, error=str(spool_exc))
                 return self._unavailable(product, event_type, exc)
             if self._tracer is not None:
                 tracing.current_span().add_event("spooled", {"hookstream.spool_depth": self.spool.depth})
-            log.warning("webhook.spooled", operation_id=loggable_operation_id(env), event_type=env.event_type,
+            log.warning("webhook.spooled", operation_id=operation_id, event_type=env.event_type,
                         cause=str(exc), spool_depth=self.spool.depth)
             return Response(answer, status_code=status, media_type=JSON)
         self._published(product, event_type)()
-        log.info("webhook.published", operation_id=loggable_operation_id(env), event_type=env.event_type,
+        log.info("webhook.published", operation_id=operation_id, event_type=env.event_type,
                  topic=published.topic, partition=published.partition, offset=published.offset)
         return Response(answer, status_code=status, media_type=JSON)
 
     async def _authorization(self, env: Envelope, data: Authorization, dedup: str, topic: str, key: bytes,
-                             body: bytes, headers: Headers, started: float) -> Response:
+                             body: bytes, headers: Headers, started: float, operation_id: str) -> Response:
         """Decide within the budget, make the event + decision durable, answer the code."""
         budget_left = self._budget - (time.perf_counter() - started)
         # keep ~a quarter of the budget for making the record durable (Kafka ack or spool fsync)
@@ -258,13 +262,13 @@ class Receiver:
             headers.append((h.HOLD_ID, decision.hold_id.encode()))
         answer = json.dumps({"response_code": decision.response_code}, separators=(",", ":")).encode()
         publish_timeout = max(self._budget - (time.perf_counter() - started) - 0.05, 0.01)
-        log.info("authorization.decided", operation_id=loggable_operation_id(env), dedup_key=dedup,
+        log.info("authorization.decided", operation_id=operation_id, dedup_key=dedup,
                  response_code=decision.response_code, reason=decision.reason,
                  decision_ms=round(elapsed * 1000, 3))
-        response = await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer)
+        response = await self._durable_or_spool(env, topic, key, body, headers, publish_timeout, answer, operation_id)
         done = time.perf_counter()
         if done - started > self._budget:  # the phases say where it went: decision, or Kafka ack / spool fsync
-            log.warning("authorization.over_budget", operation_id=loggable_operation_id(env),
+            log.warning("authorization.over_budget", operation_id=operation_id,
                         took_ms=round((done - started) * 1000, 1), decision_ms=round(elapsed * 1000, 1),
                         durable_ms=round((done - decided) * 1000, 1), budget_ms=round(self._budget * 1000))
         return response
@@ -289,16 +293,17 @@ class Receiver:
         headers = (envelope_headers(env, dedup_key(env)) if env is not None else []) + base
         headers.append((h.ERROR, error[:4096].encode()))
         self._received("invalid", "invalid")()
-        key = loggable_operation_id(env).encode() if env is not None else None
+        operation_id = loggable_operation_id(env) if env is not None else None
+        key = operation_id.encode() if operation_id is not None else None
         payload = json.dumps({"response_code": "INVALID", "error": str(exc),
                               "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":")).encode()
-        if env is not None and env.event_type in NEVER_RETRIED:
+        if env is not None and operation_id is not None and env.event_type in NEVER_RETRIED:
             # An invalid authorization or 3DS challenge is never sent again either: through an outage it is
             # spooled like a valid one (kept), not refused with a 503 nobody retries.
             log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
             timeout = min(self._timeout, self.settings.spool_after_s, self._budget - 0.05)  # answered in time
-            return await self._durable_or_spool(env, self._topic_quarantine, key or b"", body, headers,
-                                                timeout, payload, 400, ("invalid", "invalid"))
+            return await self._durable_or_spool(env, self._topic_quarantine, operation_id.encode(), body, headers,
+                                                timeout, payload, operation_id, 400, ("invalid", "invalid"))
         try:
             await self._publish(self._topic_quarantine, body, key, headers, self._timeout)
         except PublishError as pub_exc:
@@ -323,10 +328,31 @@ class Receiver:
         return Response(UNAVAILABLE, status_code=503, media_type=JSON, headers=self._retry_after)
 
 
-def envelope_headers(env: Envelope, dedup: str) -> Headers:
-    """The normalised metadata every published record carries (values are never secrets)."""
+class WebhookFastPath:
+    """ASGI middleware: a POST on the webhook path goes straight to the receiver, without the router,
+    endpoint wrapper and exception-middleware layers per request (their work is for other routes: the
+    receiver answers every outcome itself). Everything else, any other spelling of the path and a mounted
+    root path go on to the app. Sits inside Starlette's ServerErrorMiddleware: a crash is still a 500."""
+
+    def __init__(self, app: ASGIApp, receiver: Receiver, path: str) -> None:
+        self._app, self._endpoint, self._path = app, receiver.endpoint, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self._path and scope["method"] == "POST" \
+                and not scope.get("root_path"):
+            response = await self._endpoint(Request(scope, receive, send))
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def envelope_headers(env: Envelope, dedup: str, operation_id: str | None = None) -> Headers:
+    """The normalised metadata every published record carries (values are never secrets).
+    `operation_id`: `loggable_operation_id(env)` when the caller has it already."""
+    if operation_id is None:
+        operation_id = loggable_operation_id(env)
     return [*_kind_headers(env.generation, env.product, env.event_type, env.status),
-            (h.OPERATION_ID, loggable_operation_id(env).encode()), (h.DEDUP_KEY, dedup.encode())]
+            (h.OPERATION_ID, operation_id.encode()), (h.DEDUP_KEY, dedup.encode())]
 
 
 @functools.lru_cache(maxsize=1024)

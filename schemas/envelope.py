@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ MAX_NAME_CHARS = 128
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of spellings in practice; inputs are ≤ MAX_NAME_CHARS
 def canonical_name(value: str) -> str:
     """The one spelling of a product/event type/status: lower case, separators folded to "_".
 

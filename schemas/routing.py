@@ -101,18 +101,21 @@ def partition_key(envelope: Envelope, route: Route) -> bytes:
     return fit(str(value).encode())
 
 
-def dedup_key(envelope: Envelope) -> str:
+def dedup_key(envelope: Envelope, loggable_id: str | None = None) -> str:
     """The identity of an event for exactly-once effects.
 
     (product, event_type, status, operation_id), case-normalised: operation_id alone would merge
     e.g. CLEARING/PENDING and CLEARING/SUCCESS of one transaction. Velocity blocks reuse the card id
     as operation_id, so they are identified by (card_id, blocked_at) instead.
+    `loggable_id`: `loggable_operation_id(envelope)` when the caller has it already.
     """
     if envelope.event_type == "card_blocked_by_velocity":
         card = envelope.data.get("card_id", envelope.operation_id)
         key = f"{envelope.product}:card_blocked_by_velocity:{card}:{envelope.data.get('blocked_at', '')}"
     else:
-        key = f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{loggable_operation_id(envelope)}"
+        if loggable_id is None:
+            loggable_id = loggable_operation_id(envelope)
+        key = f"{envelope.product}:{envelope.event_type}:{envelope.status or ''}:{loggable_id}"
     return fit(key.encode()).decode("utf-8", "replace")
 
 
@@ -122,9 +125,15 @@ def is_secret_operation_id(envelope: Envelope) -> bool:
     equals a secret `data` value (for 3DS, operation_id == data.code)."""
     if envelope.event_type in SECRET_OPERATION_IDS or "3ds" in envelope.event_type.split("_"):
         return True
-    op = envelope.operation_id.strip()
-    values = (envelope.data.get(name) for name in SECRET_DATA_FIELDS)
-    return any(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() == op for v in values)
+    data = envelope.data
+    op = None
+    for name in SECRET_DATA_FIELDS:
+        v = data.get(name)
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            op = envelope.operation_id.strip() if op is None else op
+            if str(v).strip() == op:
+                return True
+    return False
 
 
 def loggable_operation_id(envelope: Envelope) -> str:

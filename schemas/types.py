@@ -27,6 +27,11 @@ def bounded_decimal(value: Decimal) -> Decimal:
 
 def to_decimal(value: Any) -> Any:
     """JSON strings and numbers both become exact, bounded Decimals (floats through their shortest repr)."""
+    kind = type(value)  # exact types first: what JSON gives, in the order bodies carry them
+    if kind is str:
+        return _from_text(value)
+    if kind is float:
+        return bounded_decimal(Decimal(repr(value)))
     if value is None:
         return value
     if isinstance(value, bool):
@@ -40,15 +45,19 @@ def to_decimal(value: Any) -> Any:
     if isinstance(value, float):
         return bounded_decimal(Decimal(repr(value)))
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) > MONEY_MAX_TEXT:
-            raise ValueError("amount out of bounds")
-        try:
-            result = Decimal(text)
-        except InvalidOperation:
-            raise ValueError("not a decimal amount") from None
-        return bounded_decimal(result)
+        return _from_text(value)
     raise ValueError("amount must be a number or numeric string")
+
+
+def _from_text(value: str) -> Decimal:
+    text = value.strip()
+    if len(text) > MONEY_MAX_TEXT:
+        raise ValueError("amount out of bounds")
+    try:
+        result = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("not a decimal amount") from None
+    return bounded_decimal(result)
 
 
 def to_code(value: Any) -> Any:

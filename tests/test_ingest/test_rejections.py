@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
+
 from hookstream.schemas import headers as h
 from test_ingest.conftest import KEY
 from test_ingest.payloads import CATALOG, envelope
@@ -119,3 +121,15 @@ def test_unknown_product_or_event_type_goes_to_unrouted_and_answers_200(settings
     records = topic_reader("cryptomate.unrouted", 2)
     assert sorted(r.value for r in records) == sorted(bodies)
     assert {r.headers[h.EVENT_TYPE] for r in records} == {"card_renamed", "payout"}
+
+
+def test_webhook_path_serves_only_post_and_other_routes_still_answer(settings, start_receiver, topic_reader):
+    """POST on the webhook path skips the router (WebhookFastPath); every other request still goes through it."""
+    receiver = start_receiver(settings)
+    assert httpx.get(receiver.url, timeout=10).status_code == 405
+    assert httpx.put(receiver.url, content=_body("put"), headers={"X-Webhook-Key": KEY}, timeout=10).status_code == 405
+    assert receiver.post(_body("0xfast")).status_code == 200
+    assert [r.value for r in topic_reader("cryptomate.deposits", 1)] == [_body("0xfast")]
+    base = receiver.url.rsplit("/webhooks/", 1)[0]
+    assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+    assert httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]

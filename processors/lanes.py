@@ -186,9 +186,14 @@ class Lane(threading.Thread):
         while (self.ready and not self._stopping.is_set() and not batch.broken
                and batch.age() < BATCH_MAX_S and len(staged) < BATCH_MAX_RECORDS):
             record = self.ready.popleft()
-            parked = self.parked.get(key_of(record))
+            key = key_of(record)
+            parked = self.parked.get(key)
             if parked is not None:
                 parked.records.append(record)  # behind its key's failed record, in order
+                continue
+            resumed = shared.policy.resumed(record)
+            if resumed is not None:  # failed before a rebalance gave its partition back: same attempts, same wait
+                self.parked[key] = resumed
                 continue
             self._one(record, batch, staged, None)
         self._commit(batch, staged)

@@ -44,8 +44,10 @@ class OffsetTracker:
         """The record's effect is durable (ledger committed, dead letter acked, or nothing to do)."""
         with self._lock:
             part = self._parts.get(tp)
-            if part is None:
-                return  # the partition was revoked meanwhile: its new owner redelivers
+            if part is None or not part.order or offset < part.order[0]:
+                # Revoked meanwhile (its new owner redelivers), or a copy handed out again after the
+                # partition came back was finished already: nothing above the commit point changes.
+                return
             part.done.add(offset)
             while part.order and part.order[0] in part.done:
                 part.done.discard(part.order.popleft())
@@ -67,6 +69,13 @@ class OffsetTracker:
                     out[tp] = point
                     self._committed[tp] = point
         return out
+
+    def resume_points(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where fetching must resume for each partition: its lowest unfinished offset (else the next)."""
+        with self._lock:
+            points = {tp: part.order[0] if part.order else part.next
+                      for tp in tps if (part := self._parts.get(tp)) is not None}
+        return {tp: point for tp, point in points.items() if point >= 0}
 
     def forget(self, tps: list[TopicPartition]) -> None:
         """Partitions revoked: what is still unfinished there is the next owner's to redeliver."""

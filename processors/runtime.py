@@ -33,7 +33,7 @@ from hookstream.processors.errors import classify_error
 from hookstream.processors.health import STALL_AFTER_S, Health
 from hookstream.processors.lanes import Lane, Shared, lane_for
 from hookstream.processors.offsets import OffsetTracker
-from hookstream.processors.parking import FailurePolicy
+from hookstream.processors.parking import FailurePolicy, RetryBook
 from hookstream.processors.retry import Backoff
 from hookstream.settings import Settings
 
@@ -71,6 +71,9 @@ def lane_count(processor: Processor, settings: Settings, database_url: str) -> i
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """kafka-python 3 calls these on its IO thread, inside `poll()`: they must not block (no commit —
+    it raises "Cannot block on net.run() from the IO thread" —, no waiting for the lanes)."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
@@ -111,6 +114,8 @@ class Runtime:
         self._tracker = OffsetTracker()
         self._throttled = False  # fetching paused: too many records in flight
         self._assigned: set[TopicPartition] = set()
+        self._retries = RetryBook()  # failed records' attempts: they outlive a rebalance that gives the partition back
+        self._resume_from: dict[TopicPartition, int] = {}  # revoked partitions' lowest unfinished offsets
         self._lag_labels: set[TopicPartition] = set()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ class Runtime:
         dispatcher = self._dispatcher
         shared = Shared(
             name=self.name, applier=Applier(self.processor, self.settings, can_send=dispatcher is not None),
-            policy=FailurePolicy(self.processor, self.backoff), ledger=self.ledger, tracker=self._tracker,
+            policy=FailurePolicy(self.processor, self.backoff, self._retries), ledger=self.ledger, tracker=self._tracker,
             dead_letters=dead_letters, log=self.log, event_types=self.processor.event_types,
             committed=(lambda _commands: dispatcher.wake()) if dispatcher is not None else (lambda _c: None),
             clock=self.clock, group=group_id(self.name, self.settings),
@@ -270,8 +275,8 @@ class Runtime:
             self._consumer.resume(*self._consumer.paused())
             self.log.info("processor.fetch_resumed", in_flight=in_flight)
 
-    def _commit(self, only: list[TopicPartition] | None = None) -> None:
-        points = self._tracker.commit_points(only)
+    def _commit(self) -> None:
+        points = self._tracker.commit_points()
         if not points or self._consumer is None:
             return
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in points.items()}
@@ -281,6 +286,8 @@ class Runtime:
             # The group moved on (rebalance): the new owner redelivers from the last commit and the
             # inbox turns what we already applied into duplicates. Nothing is lost.
             self.log.warning("offsets.commit_failed", error=repr(exc), partitions=_names(list(offsets)))
+            return
+        self._retries.committed(points)
 
     def _lanes_problem(self) -> str | None:
         """Health: a dead lane, a lane stuck on one record, or a parked key long past its resume time."""
@@ -301,15 +308,22 @@ class Runtime:
 
     # --- rebalance ------------------------------------------------------------------------------
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Inside poll(): the lanes drop what they hold of these partitions once their open batch
-        # has committed; then the finished offsets are committed and the rest is the new owner's.
+        # On kafka-python's IO thread, inside poll(): nothing here blocks. The lanes are told to drop
+        # these partitions' records between their batches (not waited for), the tracker forgets them,
+        # and NO offset is committed here — a blocking commit cannot run on this thread, and committing
+        # later from the poll loop could move a partition's offset back after its new owner committed
+        # further. The poll loop commits after every poll, so what is finished but uncommitted is at
+        # most one loop's work: the next owner (or this process, if the partition comes back) fetches
+        # it again from the committed offset, and the inbox claim makes each record a duplicate. A
+        # record a lane still has in hand finishes in its batch; the new owner's claim of it waits for
+        # that transaction and then sees a duplicate. Failed records keep their attempts in `_retries`.
         gone = set(revoked)
-        # (Lanes already stopped, as when close() leaves the group, hold nothing to wait for.)
-        waits = [lane.release(gone) for lane in self._lanes if lane.is_alive()]
-        deadline = self.clock() + self.settings.processor_shutdown_timeout_s
-        for done in waits:
-            done.wait(timeout=max(0.0, deadline - self.clock()))
-        self._commit(only=revoked)
+        for lane in self._lanes:
+            if lane.is_alive():
+                lane.release(gone)
+        # If the group hands a partition back, kafka-python keeps its fetch position, past the records
+        # the lanes dropped (a parked key's, queued ones): fetching resumes from the lowest unfinished.
+        self._resume_from.update(self._tracker.resume_points(revoked))
         self._tracker.forget(revoked)
         for tp in revoked:
             self._assigned.discard(tp)
@@ -320,6 +334,13 @@ class Runtime:
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         self._assigned = set(assigned)
+        if self._consumer is not None:
+            for tp in assigned:
+                offset = self._resume_from.get(tp)
+                if offset is not None:
+                    self._consumer.seek(tp, offset)  # the local fetch position only: no I/O on this thread
+        self._resume_from.clear()  # partitions that went elsewhere resume from the committed offset there
+        self._retries.keep_only(assigned)
         self._throttled = False  # a new assignment starts fetching; the next loop re-applies the bound
         self.log.info("partitions.assigned", partitions=_names(assigned))
         if not self._ready:

@@ -195,8 +195,12 @@ class Runtime:
                 self._dispatcher.wake()  # commands a previous process committed but did not send
             self._start_lanes(dead_letters)
             self._consumer = consumer
-            self._await_topics(consumer)
+            # Subscribe, then wait for the topics' metadata: that fetch also gives the coordinator its
+            # metadata snapshot of the subscribed topics. The other way round, the first join (in poll)
+            # may assign against an empty snapshot, and when the metadata arrives a moment later the
+            # coordinator sees it "changed" and rebalances again, seconds after joining.
             consumer.subscribe(self.topics, listener=_Rebalance(self))
+            self._await_topics(consumer)
             self.log.info("processor.joining", group=group_id(self.name, self.settings), topics=self.topics,
                           lanes=len(self._lanes))
             return consumer, producer
@@ -225,6 +229,7 @@ class Runtime:
     def _await_topics(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
         # Joining before the topics' metadata is known yields an empty first assignment and an
         # immediate second rebalance; wait (bounded) so a process is ready with its partitions.
+        # (A fresh consumer's metadata cache is empty, so the first call fetches from the broker.)
         deadline = self.clock() + timeout_s
         missing = list(self.topics)
         while missing and not self._stopping and self.clock() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,10 @@ def _order_by_key(database_url: str) -> dict[str, list[str]]:
     for account, memo in rows:
         out.setdefault(account, []).append(memo)
     return out
+
+
+def _all_once(effects_now: Counter[str], keys: list[str]) -> bool:
+    return all(effects_now[k] == 1 for k in keys)
 
 
 def _inbox_offsets(database_url: str) -> dict[int, set[int]]:
@@ -50,7 +55,7 @@ def test_each_keys_effects_apply_in_order_under_32_lanes_also_across_retries(
     running = start_sample(s, **LANES)
     assert running.log_events("processor.joining")[0]["lanes"] == 32
     every = [k for keys in sequence.values() for k in keys]
-    wait_until(lambda: all(effects(s.database_url)[k] == 1 for k in every), "every effect", 120)
+    wait_until(lambda: _all_once(effects(s.database_url), every), "every effect", 120)
     assert sum(effects(s.database_url).values()) == len(every), "an effect applied twice"
     assert _order_by_key(s.database_url) == sequence, "a key's effects applied out of order"
     retried = [op for op, attempt, _, _ in attempts(tmp_path) if attempt == 3]
@@ -81,9 +86,12 @@ def test_a_failing_key_parks_while_99_other_keys_in_its_partition_finish_and_com
     feed.close()
 
     running = start_sample(s, **LANES)
-    wait_until(lambda: all(effects(s.database_url)[sample_key(op)] == 1 for op in [*before, *others, "last"]),
-               "the 99 other keys of the partition to finish", 120)
-    wait_until(lambda: all(effects(s.database_url)[sample_key(f"doomed-{n}")] == 1 for n in range(1, 4)),
+    # One ledger read per check (a read per event made one check of 301 events take ~100 s under load,
+    # long enough for the parked key to use up its attempts while the test was still looking).
+    flowing = [sample_key(op) for op in [*before, *others, "last"]]
+    wait_until(lambda: _all_once(effects(s.database_url), flowing), "the 99 other keys of the partition to finish", 120)
+    doomed_later = [sample_key(f"doomed-{n}") for n in range(1, 4)]
+    wait_until(lambda: _all_once(effects(s.database_url), doomed_later),
                "the dead-lettered key's queue to continue", 120)
     got = effects(s.database_url)
     assert not any(got[sample_key(f"parked-{n}")] for n in range(4)), "the parked key's events overtook it"
@@ -97,7 +105,7 @@ def test_a_failing_key_parks_while_99_other_keys_in_its_partition_finish_and_com
 
     (tmp_path / "broken").unlink()  # the dependency is back: the key resumes, in order
     parked = [sample_key(f"parked-{n}") for n in range(4)]
-    wait_until(lambda: all(effects(s.database_url)[k] == 1 for k in parked), "the parked key's events", 60)
+    wait_until(lambda: _all_once(effects(s.database_url), parked), "the parked key's events", 60)
     assert _order_by_key(s.database_url)["wal_parked"] == parked
     assert _order_by_key(s.database_url)["wal_doomed"] == [sample_key(f"doomed-{n}") for n in range(1, 4)]
     wait_until(lambda: committed(s).get(0) == total, "the commit to reach the end of the partition", 30)

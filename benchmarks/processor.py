@@ -1,11 +1,13 @@
 """Processor throughput and memory: one `hookstream process` process draining a pre-loaded topic.
 
-Each event is claimed in the inbox and credited in the ledger (one ledger transaction per poll batch, a savepoint per event,
-offsets committed per fetched batch), exactly as a production processor does. Reports events/s from
-the first to the last processed event (read from the process's own /metrics) and its peak RSS.
+Each event is claimed in the inbox and credited in the ledger (one ledger transaction per lane batch, a savepoint per
+event, offsets committed up to the lowest unfinished one), exactly as a production processor does. Reports events/s
+from the first to the last processed event (read from the process's own /metrics), the process's CPU time per event
+over the same span (utime + stime from /proc/<pid>/stat) and its peak RSS, for each lane count
+(HOOKSTREAM_PROCESSOR_CONCURRENCY) asked for.
 
     HOOKSTREAM_KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python benchmarks/processor.py \
-        --events 20000 --backend sqlite --backend postgres
+        --events 20000 --backend sqlite --backend postgres --concurrency 1 --concurrency 32
 
 Postgres: `--postgres-url` (a database it may create tables in), else a throwaway local cluster is
 started with initdb/pg_ctl with durable defaults (fsync on, synchronous_commit on).
@@ -62,13 +64,14 @@ def _load(settings: Settings, events: int, wallets: int) -> None:
     producer = make_producer(settings, role="bench-load")
     topic = settings.topic(DEPOSITS)
     now = str(int(time.time() * 1000)).encode()
+    run = settings.topic_prefix  # a fresh prefix per run: its events are new to a ledger reused across runs
     for i in range(events):
         wallet = f"wal_{i % wallets}"
-        body = json.dumps({"product": "virtual_wallets", "event_type": "deposit", "operation_id": f"op-{i}",
+        body = json.dumps({"product": "virtual_wallets", "event_type": "deposit", "operation_id": f"{run}op-{i}",
                            "status": "success", "data": {"wallet_id": wallet, "amount": "1.25",
                                                          "blockchain": "polygon"}}).encode()
         producer.send(topic, value=body, key=wallet.encode(),
-                      headers=[(h.DEDUP_KEY, f"virtual_wallets:deposit:success:op-{i}".encode()),
+                      headers=[(h.DEDUP_KEY, f"virtual_wallets:deposit:success:{run}op-{i}".encode()),
                                (h.RECEIVED_AT, now)])
     producer.flush(timeout=120)
     producer.close()
@@ -94,8 +97,14 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return kb("VmRSS"), kb("VmHWM")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wallets: int,
-            log_file: Path) -> dict[str, object]:
+            log_file: Path, concurrency: int) -> dict[str, object]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, database_url=database_url)
     ensure_topics(settings, [DEPOSITS], partitions=partitions)
@@ -111,7 +120,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
     env = {**os.environ, "HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
            "HOOKSTREAM_DATABASE_URL": database_url, "HOOKSTREAM_PROCESSOR_HTTP_PORT": str(port),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "HOOKSTREAM_PROCESSOR_CONCURRENCY": str(concurrency)}
     with open(log_file, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process",
                                  "benchmarks.processor:BenchProcessor"], env=env, stdout=out,
@@ -128,14 +137,16 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
         while done < events and time.monotonic() < deadline:
             done = _processed(port)
             if done > 0 and first is None:
-                first = (time.monotonic(), done)
+                first = (time.monotonic(), done, _cpu_s(proc.pid))
             time.sleep(0.05)
-        finished = time.monotonic()
+        finished, cpu = time.monotonic(), _cpu_s(proc.pid)
         rss, hwm = _rss_mb(proc.pid)
         if done < events or first is None:
             raise RuntimeError(f"processed {done}/{events} before the deadline")
         rate = (done - first[1]) / (finished - first[0])
-        return {"events": events, "events_per_s": round(rate), "rss_mb": round(rss, 1),
+        cpu_us = (cpu - first[2]) * 1e6 / max(1.0, done - first[1])
+        return {"concurrency": concurrency, "events": events, "events_per_s": round(rate),
+                "cpu_us_per_event": round(cpu_us), "rss_mb": round(rss, 1),
                 "peak_rss_mb": round(hwm, 1)}
     except Exception:
         print(f"--- processor log tail ---\n{log_file.read_text(errors='replace')[-3000:]}", file=sys.stderr)
@@ -180,6 +191,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--wallets", type=int, default=200, help="Distinct accounts credited.")
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    parser.add_argument("--concurrency", action="append", type=int,
+                        help="Lanes (HOOKSTREAM_PROCESSOR_CONCURRENCY); repeat for several runs (default 1 and 32).")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
@@ -191,24 +204,29 @@ def main() -> None:
     results: list[dict[str, object]] = []
     try:
         for backend in backends:
-            if backend == "sqlite":
-                result = run_one(args.bootstrap, f"sqlite:///{work / 'bench.db'}", args.events,
-                                 args.partitions, args.wallets, work / "sqlite.log")
-            elif args.postgres_url:
-                result = run_one(args.bootstrap, args.postgres_url, args.events, args.partitions,
-                                 args.wallets, work / "postgres.log")
-            else:
+            if backend == "postgres" and not args.postgres_url:
                 with durable_postgres() as url:
-                    result = run_one(args.bootstrap, url, args.events, args.partitions, args.wallets,
-                                     work / "postgres.log")
-            print(json.dumps({"backend": backend, **result}))
-            results.append({"backend": backend, **result})
+                    results += _runs(args, backend, url, work)
+            else:
+                url = args.postgres_url if backend == "postgres" else None
+                results += _runs(args, backend, url, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     body = markdown(results, args)
     print(body)
     if not args.no_write:
         write_section("processor", body)
+
+
+def _runs(args: argparse.Namespace, backend: str, url: str | None, work: Path) -> list[dict[str, object]]:
+    out = []
+    for concurrency in args.concurrency or [1, 32]:
+        database_url = url or f"sqlite:///{work / f'bench-{concurrency}.db'}"  # a fresh file per run
+        result = run_one(args.bootstrap, database_url, args.events, args.partitions, args.wallets,
+                         work / f"{backend}-{concurrency}.log", concurrency)
+        print(json.dumps({"backend": backend, **result}), flush=True)
+        out.append({"backend": backend, **result})
+    return out
 
 
 def markdown(results: list[dict[str, object]], args: argparse.Namespace) -> str:
@@ -219,20 +237,26 @@ def markdown(results: list[dict[str, object]], args: argparse.Namespace) -> str:
     except ImportError:
         crc = "not installed"
     cmd = (f"python benchmarks/processor.py --events {args.events} "
-           + " ".join(f"--backend {r['backend']}" for r in results))
-    rows = "\n".join(f"| {r['backend']} | {r['events_per_s']:,} | {r['rss_mb']} / {r['peak_rss_mb']} |"
-                     for r in results)
+           + " ".join(f"--backend {b}" for b in dict.fromkeys(r["backend"] for r in results))
+           + " " + " ".join(f"--concurrency {c}" for c in dict.fromkeys(r["concurrency"] for r in results)))
+    rows = "\n".join(f"| {r['backend']} | {r['concurrency']} | {r['events_per_s']:,} | {r['cpu_us_per_event']} | "
+                     f"{r['rss_mb']} / {r['peak_rss_mb']} |" for r in results)
     level = os.environ.get("HOOKSTREAM_LOG_LEVEL", "info")
+    load = os.getloadavg()
     return f"""`{cmd}`: one `hookstream process` process drains {args.events:,} pre-loaded deposit
-events ({args.partitions} partitions, {args.wallets} accounts). Per event: envelope + data parse, inbox claim,
-ledger credit (posting + balance update), one JSON log line, metrics; one ledger transaction per poll
-batch (a savepoint per event), offsets committed after it. Rate = processed events / time from the
-first to the last (the process's `/metrics`); RSS from `/proc/<pid>/status` at the end. `crc32c`
-{crc}, log level {level}. SQLite: file, WAL, `synchronous=FULL`; Postgres: throwaway local cluster,
-fsync and synchronous_commit on.
+events ({args.partitions} partitions, {args.wallets} accounts, key = wallet) with the lanes given
+(`HOOKSTREAM_PROCESSOR_CONCURRENCY`). Per event: envelope + data parse, inbox claim, ledger credit
+(posting + balance update), one JSON log line, metrics; one ledger transaction per lane batch (a
+savepoint per event), offsets committed up to the lowest unfinished one. Rate = processed events /
+time from the first to the last (the process's `/metrics`); CPU = the process's utime + stime
+(`/proc/<pid>/stat`) over the same span, per event; RSS from `/proc/<pid>/status` at the end.
+`crc32c` {crc}, log level {level}. SQLite: file, WAL, `synchronous=FULL`; Postgres: throwaway local
+cluster, fsync and synchronous_commit on, on the same machine. Load average when the run ended:
+{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) on {os.cpu_count()} CPUs shared with other work —
+the figures are noisy; compare rows of one run, not runs.
 
-| backend | events/s | RSS at end / peak (MB) |
-|---|---|---|
+| backend | lanes | events/s | CPU µs/event | RSS at end / peak (MB) |
+|---|---|---|---|---|
 {rows}
 
 Targets: ≥ 5,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Interface for the processor's HTTP port (0.0.0.0 in a container)."
     )
     processor_shutdown_timeout_s: float = Field(20.0, gt=0, description="Drain bound on SIGTERM.")
+    processor_concurrency: int | None = Field(
+        None, ge=1, description="Processing lanes per processor process (keys in parallel; one key stays in "
+        "order). Unset: the processor class's choice, else 1 on SQLite and 8 on Postgres.")
     three_ds_ttl_s: float = Field(300.0, gt=0, description="3DS challenges older than this expire.")
     auto_unblock: bool = Field(False, description="card-status: unblock velocity-blocked cards via the API.")
     dispatch_concurrency: int = Field(8, ge=1, description="Outbox API commands in flight per process.")

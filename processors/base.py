@@ -70,6 +70,7 @@ class Processor:
     topics: ClassVar[tuple[str, ...]]  # logical topic names, e.g. schemas.routing.DEPOSITS
     event_types: ClassVar[frozenset[str] | None] = None  # lower-case event_type; None: all
     retry_budget_s: ClassVar[float | None] = None  # give up (dead-letter) this long after 1st failure
+    concurrency: ClassVar[int | None] = None  # lanes (keys in parallel); HOOKSTREAM_PROCESSOR_CONCURRENCY wins
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -5,6 +5,7 @@ Run it as `hookstream process processors.sample:SampleProcessor` with PYTHONPATH
 `data.test` (an extra field the Deposit model keeps) picks a behaviour:
   "transient:N[:RETRY_AFTER]"  fail transiently on attempts 1..N (optionally asking for Retry-After)
   "permanent"                  fail permanently while the file $SAMPLE_BROKEN_FILE exists
+  "stuck:RETRY_AFTER"          fail transiently (asking for Retry-After) while $SAMPLE_BROKEN_FILE exists
   "slow:S"                     take S seconds (a record in hand during shutdown)
 `data.expires_at` (ISO 8601) declares a deadline.
 
@@ -54,5 +55,9 @@ class SampleProcessor(Processor):
             broken = os.environ.get("SAMPLE_BROKEN_FILE")
             if broken and os.path.exists(broken):
                 raise PermanentError("sample refuses this event")
+        elif kind == "stuck":
+            broken = os.environ.get("SAMPLE_BROKEN_FILE")
+            if broken and os.path.exists(broken):
+                raise TransientError("sample dependency down", float(arg))
         elif kind == "slow":
             time.sleep(float(arg))

@@ -54,6 +54,9 @@ def test_transient_failure_retries_with_growing_delays_while_other_partitions_fl
     assert last_other < flaky[-1], "partition 2 waited for partition 0's retries"
     assert running.outcome("retried") == 4 and running.outcome("ok") == len(everything)
     assert 'hookstream_retries_total{error_type="TransientError",processor="sample"} 4.0' in running.metrics()
+    # A lone consumer joins once: subscribing before the topics' metadata wait gives the first join a full
+    # metadata snapshot (the other way round kafka-python rebalanced it again a moment after joining).
+    assert running.proc.output().count('"event": "partitions.assigned"') == 1, "rebalanced after joining"
 
 
 def test_past_deadline_events_are_recorded_expired_and_never_retried(

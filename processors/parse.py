@@ -1,0 +1,37 @@
+"""The parse step: a Kafka record becomes the processor's `Event` (or None when the processor ignores its type)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hookstream.processors.base import Event
+from hookstream.schemas import headers as h
+from hookstream.schemas.envelope import parse_envelope
+from hookstream.schemas.routing import dedup_key, loggable_operation_id, parse_data, route_for
+
+
+def parse_record(record: Any, headers: dict[str, str], event_types: frozenset[str] | None,
+                 log: Any) -> tuple[Event | None, Any]:
+    """The record's Event (None: a type this processor does not handle) and `log` bound to its identity.
+
+    Raises on a body that is not a valid event (classified permanent by `classify_error`).
+    """
+    envelope = parse_envelope(record.value)
+    log = log.bind(operation_id=loggable_operation_id(envelope), event_type=envelope.event_type)
+    if event_types is not None and envelope.event_type not in event_types:
+        return None, log
+    route = route_for(envelope)
+    event = Event(
+        envelope=envelope, data=parse_data(envelope, route), dedup_key=dedup_key(envelope),
+        topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+        value=record.value, headers=headers, received_at=received_at(headers),
+    )
+    return event, log.bind(dedup_key=event.dedup_key)
+
+
+def received_at(headers: dict[str, str]) -> datetime | None:
+    value = headers.get(h.RECEIVED_AT)
+    if value is None or not value.isdigit():
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)

@@ -162,7 +162,7 @@ def test_deliveries_cut_off_at_their_deadline_never_leave_the_sender_unable_to_d
                     cut_off.append(await sender.authorize(_authorization(n)))
 
             try:
-                await asyncio.gather(*(churn(n) for n in range(150)))  # more than a pool of 100
+                await asyncio.gather(*(churn(n) for n in range(400)))  # far more than a pool of 100
                 slow["on"] = False
                 while sender.pending():  # requests past their deadline end on their own
                     await asyncio.sleep(0.05)

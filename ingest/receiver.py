@@ -40,9 +40,24 @@ class BodyTooLarge(Exception):
     pass
 
 
+SHOWN_CHARS = 64  # of a value the client sent, in a rejection line: enough to recognise it, never a flood
+
+
+def shown(value: object) -> object:
+    """A client-sent value as a rejection line may show it: at most SHOWN_CHARS characters and the full length.
+
+    A header may be megabytes long (httptools accepts it); rendering, redacting and writing such a line took the
+    event loop 0.1–0.7 s per MiB, every other request waiting meanwhile (issue 15, docs/reliability.md).
+    """
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]}…({len(value)} chars)"
+    return value
+
+
 class RejectionLog:
     """Refused requests, logged at most once per reason per interval with how many were held back:
-    a flood of bad requests must not flood the log. Never logs the presented key."""
+    a flood of bad requests must not flood the log. Never logs the presented key, and shows client-sent values
+    bounded (`shown`)."""
 
     def __init__(self, interval_s: float = 1.0) -> None:
         self._interval = interval_s
@@ -57,7 +72,8 @@ class RejectionLog:
             return
         self._next[reason] = now + self._interval
         peer = request.client.host if request.client is not None else None
-        log.warning("webhook.rejected", reason=reason, peer=peer, held_back=self._held.pop(reason, 0), **fields)
+        log.warning("webhook.rejected", reason=reason, peer=peer, held_back=self._held.pop(reason, 0),
+                    **{name: shown(value) for name, value in fields.items()})
 
 
 class _Children:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import httpx
@@ -97,6 +98,63 @@ def test_hostile_requests_get_no_5xx_lose_no_authentic_body_and_publish_nothing_
           f"{watch.probes} probes (slowest {watch.probe_slowest:.3f}s), {watch.canaries} authorizations "
           f"(slowest {watch.canary_slowest:.3f}s), RSS +{rss_growth / 2**20:.1f} MiB")
     watch.assert_kept_promises()  # last, so a timing failure still reports every other figure
+
+
+def _raw_post(port: int, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """One request written as bytes: the client spends no time on MiB-sized header values (h11 checks each one
+    with a regular expression while holding the GIL the probe threads need)."""
+    head = b"".join([b"POST /webhooks/cryptomate HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+                     b"Content-Length: %d\r\n" % len(body), *(k + b": " + v + b"\r\n" for k, v in headers), b"\r\n"])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+@pytest.mark.timeout(300)
+def test_no_request_delays_another_by_more_than_the_authorization_budget_while_3_mib_of_headers_arrive(
+    settings, fuzz_receiver, all_records
+):
+    """3 MiB of request headers, three senders at once, while probes and canary authorizations flow: the probes
+    answer within 1 s and the authorizations within the platform's 1.2 s; an authentic deposit carrying 3 MiB of
+    trace headers is kept; the receiver's log never echoes what the client sent (before the fix, one rejection
+    line with a 3 MiB X-Request-Timestamp held the event loop for seconds)."""
+    receiver = fuzz_receiver
+    port = int(receiver.base.rsplit(":", 1)[1])
+    product, event_type, status, _, data, _, _ = CATALOG[13]
+    key, mib = KEY.encode(), 2**20
+    kinds = {  # name: (headers, answer)
+        "wrong key, 3 MiB trace id": ([(b"X-Webhook-Key", b"not-the-key"), (b"X-Trace-Id", b"t" * 3 * mib)], 401),
+        "3 MiB timestamp": ([(b"X-Webhook-Key", key), (b"X-Request-Timestamp", b"\xe9" * 3 * mib)], 401),
+        "3 x 1 MiB trace ids": ([(b"X-Webhook-Key", key), (b"Content-Type", b"application/json")]
+                                + [(b"X-Trace-Id", b"\xe9" * mib)] * 3, 200),
+    }
+    rounds = 20
+    answers: dict[str, list[tuple[bytes, int]]] = {name: [] for name in kinds}
+
+    def sender(name: str) -> None:
+        headers, _ = kinds[name]
+        for n in range(rounds):
+            body = envelope(product, event_type, status, f"big-headers-{name}-{n}".replace(" ", "-"), data)
+            answers[name].append((body, _raw_post(port, headers, body)))
+
+    with Watch(receiver) as watch:
+        senders = [threading.Thread(target=sender, args=(name,)) for name in kinds]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(240)
+    longest = max(len(line) for line in receiver.proc.output().splitlines())
+    print(f"3 MiB headers: {len(kinds) * rounds} requests, {watch.probes} probes (slowest {watch.probe_slowest:.3f}s), "
+          f"{watch.canaries} authorizations (slowest {watch.canary_slowest:.3f}s), longest log line {longest}")
+    for name, (_, expected) in kinds.items():
+        assert [answer for _, answer in answers[name]] == [expected] * rounds, name
+    kept = {body for body, answer in answers["3 x 1 MiB trace ids"]} | set(watch.canary_bodies)
+    refused = {body for name in kinds if kinds[name][1] == 401 for body, _ in answers[name]}
+    records = set(all_records(len(kept)))
+    assert kept <= records, f"{len(kept - records)} answered bodies not on Kafka"
+    assert not (refused & records), "a refused body was published"
+    watch.assert_kept_promises()
+    assert longest < 16 * 1024, f"the receiver logged a {longest}-character line: a client's header echoed"
 
 
 def _slow_client(port: int, body: bytes, declared: int | None = None) -> socket.socket:

@@ -306,10 +306,10 @@ class Receiver:
     async def _quarantine(self, body: bytes, env: Envelope | None, exc: EnvelopeError, base: Headers) -> Response:
         """Authentic but invalid: the raw body and the error go to quarantine; answered 400."""
         error = json.dumps({"error": str(exc), "details": exc.errors}, separators=(",", ":"))
-        headers = (envelope_headers(env, dedup_key(env)) if env is not None else []) + base
+        operation_id = loggable_operation_id(env) if env is not None else None
+        headers = (envelope_headers(env, dedup_key(env, operation_id), operation_id) if env is not None else []) + base
         headers.append((h.ERROR, error[:4096].encode()))
         self._received("invalid", "invalid")()
-        operation_id = loggable_operation_id(env) if env is not None else None
         key = operation_id.encode() if operation_id is not None else None
         payload = json.dumps({"response_code": "INVALID", "error": str(exc),
                               "fields": [e["loc"] for e in exc.errors]}, separators=(",", ":")).encode()
@@ -318,7 +318,7 @@ class Receiver:
             # spooled like a valid one (kept), not refused with a 503 nobody retries.
             log.warning("webhook.quarantined", error=str(exc), details=exc.errors)
             timeout = min(self._timeout, self.settings.spool_after_s, self._budget - 0.05)  # answered in time
-            return await self._durable_or_spool(env, self._topic_quarantine, operation_id.encode(), body, headers,
+            return await self._durable_or_spool(env, self._topic_quarantine, key or b"", body, headers,
                                                 timeout, payload, operation_id, 400, ("invalid", "invalid"))
         try:
             await self._publish(self._topic_quarantine, body, key, headers, self._timeout)

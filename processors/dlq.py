@@ -108,7 +108,7 @@ def command_letter(command: Any, failure: Failure, processor: str,
     value = json.dumps({"command": command.kind, "idempotency_key": command.idempotency_key,
                         "args": args}).encode()
     origin = [(h.DEDUP_KEY, command.dedup_key.encode())] if command.dedup_key else []
-    if getattr(command, "traceparent", None):
+    if command.traceparent:
         origin.append((TRACEPARENT, command.traceparent.encode()))
     headers = dead_letter_headers(
         origin, topic=command.origin_topic or "", partition=command.origin_partition or 0,

@@ -155,9 +155,10 @@ class PostgresBooks:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._down_until = 0.0  # the database failed: decisions are answered at once until then
+        # The connection was lost: a background task connects and warms a new one; decisions are answered
+        # at once (the fallback) until it is ready, and never pay the connection or plpgsql's compile.
+        self._reconnecting: asyncio.Task[None] | None = None
         self._records_due = 0.0  # fallback records alone are retried from then on
-        self._backoff = RECONNECT_BACKOFF_S[0]
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:  # built inside the server's loop (uvicorn's app factory): connect and warm up now
             asyncio.get_running_loop()
@@ -229,8 +230,9 @@ class PostgresBooks:
             if item.future.done():  # cancelled: answered with the fallback, never decided
                 continue
             (deferred if item.request.dedup_key in later else batch).append(item)
-        if time.monotonic() < self._down_until:  # the database just failed: answer at once, no wait
+        if self._reconnecting is not None and not self._reconnecting.done():  # the database is gone: answer at once
             self._fail(batch + deferred, LedgerTransientError("authorization database unreachable"))
+            self._records_due = time.monotonic() + IDLE_RETRY_S  # records wait for the reconnection's wake-up
             return
         self._waiting.extendleft(reversed(deferred))
         if not batch and not records:
@@ -239,10 +241,9 @@ class PostgresBooks:
             rows = await self._call(records, batch)
         except Exception as exc:  # noqa: BLE001 - a failed call decides nothing: every future learns why
             self._failed_call(exc, len(records) + len(batch))
-            self._records_due = max(self._down_until, time.monotonic() + IDLE_RETRY_S)
+            self._records_due = time.monotonic() + IDLE_RETRY_S
             self._fail(batch, exc)
             return
-        self._backoff = RECONNECT_BACKOFF_S[0]
         del self._fallbacks[:len(records)]
         for record, (_code, _reason, hold) in zip(records, rows[:len(records)], strict=True):
             if hold is not None:
@@ -269,16 +270,20 @@ class PostgresBooks:
         return await psycopg.AsyncConnection.connect(
             self._conninfo, autocommit=True, options=self._options, connect_timeout=2)
 
+    @staticmethod
+    async def _warm_up(conn: Any) -> None:
+        """Run the function once in a rolled-back transaction: the first real batch on this connection then
+        pays neither plpgsql's compile nor the planning (~0.2 s on a busy machine)."""
+        async with conn.transaction(force_rollback=True):
+            await conn.execute(decide_pg.CALL, (
+                [True, False], ["hs-warm-1", "hs-warm-2"], ["hs-warm", "hs-warm"], ["hs-warm", "hs-warm"],
+                [0, 1], [None, "hs-warm"], ["05", ""], ["warm", ""], ["warm", "warm"], MAX_BILL_CENTS),
+                prepare=True)
+
     async def _warm(self) -> None:
-        """Connect, and run the function once in a rolled-back transaction: the first real batch then
-        pays neither the connection nor plpgsql's compile and planning (~0.2 s on a busy machine)."""
+        """Connect and warm up before the first authorization arrives."""
         try:
-            conn = await self._connection()
-            async with conn.transaction(force_rollback=True):
-                await conn.execute(decide_pg.CALL, (
-                    [True, False], ["hs-warm-1", "hs-warm-2"], ["hs-warm", "hs-warm"], ["hs-warm", "hs-warm"],
-                    [0, 1], [None, "hs-warm"], ["05", ""], ["warm", ""], ["warm", "warm"], MAX_BILL_CENTS),
-                    prepare=True)
+            await self._warm_up(await self._connection())
             # ready before a fallback needs it, without holding the first batch back
             self._reader_task = asyncio.get_running_loop().create_task(self._open_reader())
         except Exception as exc:  # noqa: BLE001 - decisions connect again on their own
@@ -305,12 +310,35 @@ class PostgresBooks:
     def _failed_call(self, exc: Exception, size: int) -> None:
         conn, lost = self._conn, self._conn is None or self._conn.closed or _is_connection_error(exc)
         log.error("authorization.batch_failed", size=size, error=type(exc).__name__, detail=str(exc)[:300])
-        if lost:  # reconnect on a later batch; until then answer at once instead of queueing for nothing
+        if lost:  # reconnect in the background; until then answer at once instead of queueing for nothing
             self._conn = None
             if conn is not None:
                 conn.pgconn.finish()
-            self._down_until = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, RECONNECT_BACKOFF_S[1])
+            if self._reconnecting is None or self._reconnecting.done():
+                self._reconnecting = asyncio.get_running_loop().create_task(
+                    self._reconnect(), name="hookstream-authorize-reconnect")
+
+    async def _reconnect(self) -> None:
+        """Connect and warm a new connection, pausing longer after each failure (up to 1 s); then wake
+        the flusher: pending fallback records go first, decisions resume on a warm connection."""
+        pause = RECONNECT_BACKOFF_S[0]
+        while True:
+            await asyncio.sleep(pause)
+            conn = None
+            try:
+                conn = await self._connect()
+                await self._warm_up(conn)
+            except Exception as exc:  # noqa: BLE001 - still down: try again later
+                if conn is not None:
+                    conn.pgconn.finish()
+                log.debug("authorization.reconnect_failed", error=type(exc).__name__)
+                pause = min(pause * 2, RECONNECT_BACKOFF_S[1])
+                continue
+            self._conn, self._records_due = conn, time.monotonic()
+            log.info("authorization.database_reconnected")
+            if self._wake is not None:
+                self._wake.set()
+            return
 
     @staticmethod
     def _fail(batch: list[_Waiting], exc: Exception) -> None:
@@ -343,8 +371,11 @@ class PostgresBooks:
     async def _aclose(self) -> None:
         assert self._task is not None
         self._task.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            self._reconnecting = None
         if self._fallbacks:
-            self._down_until = self._records_due = 0.0
+            self._records_due = 0.0
             await self._flush()
         for conn in (self._conn, self._reader):
             if conn is not None:

@@ -278,16 +278,20 @@ def test_a_postgres_restart_mid_stream_loses_and_duplicates_nothing_and_decision
         time.sleep(3)
         outage = time.monotonic()
         down, back = _restart(server, down_s=2.0)
-        time.sleep(4)
+        time.sleep(6)
         stop.set()
         sender.join(timeout=30)
 
         before = [code for at, code in answers.values() if at < outage]
         during = [code for at, code in answers.values() if down < at < back]
-        after = [code for at, code in answers.values() if at > back + 2]
+        # a new connection is made and warmed in the background (≤ 1 s pauses between tries) before decisions
+        # resume: 3 s leaves room for a loaded CI machine
+        after = [code for at, code in answers.values() if at > back + 3]
         assert before and set(before) == {"00"}
         assert during and set(during) == {"05"}  # falls back while the database is gone
-        assert after and set(after) == {"00"}  # and decides again, no receiver restart
+        assert after and set(after) == {"00"}, (  # and decides again, no receiver restart
+            [(op, round(at - back, 2), code) for op, (at, code) in answers.items() if at > back and code != "00"],
+            [line for line in receiver.proc.output().splitlines() if "authorization." in line][-20:])
         ledger = Ledger(url)
         approved = {op for op, (_, code) in answers.items() if code == "00"}
         deadline = time.monotonic() + 15  # fallback answers given in the outage are put on record

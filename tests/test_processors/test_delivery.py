@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hookstream.processors.runtime import lane_count
 from hookstream.settings import Settings
 from test_processors.conftest import Feed, Running, committed, deposit, effects, query, sample_key, wait_until
+from test_processors.sample import SampleProcessor
 
 
 def _all_once(database_url: str, ops: list[str]) -> bool:
@@ -31,9 +33,15 @@ def test_sigkill_mid_stream_then_restart_applies_every_effect_exactly_once(
     env = {} if lanes == "default" else {"HOOKSTREAM_PROCESSOR_CONCURRENCY": lanes}
     feed = Feed(s)
     ops = [f"kill-{i}" for i in range(300)]
+    # 7 keys: with 8 or 32 lanes at most 7 run at once, each key's 43 events one after another (on SQLite
+    # one at a time whatever the lanes: a handler sleeps inside its write transaction). Each event takes long
+    # enough that the whole stream needs ~6 s of handling: time to kill the process mid-stream on a fast
+    # machine as on a slow one.
+    lanes_used = int(lanes) if lanes != "default" else lane_count(SampleProcessor(s), s, s.database_url)
+    running = 1 if s.database_url.startswith("sqlite") else min(7, lanes_used)
+    slow = round(6.0 * running / len(ops), 3)
     for i, op in enumerate(ops):
-        # 7 keys: with 32 lanes at most 7 run at once, each key's 43 events one after another.
-        feed.send(deposit(op, wallet=f"wal_{i % 7}", test="slow:0.005" if lanes == "default" else "slow:0.02"))
+        feed.send(deposit(op, wallet=f"wal_{i % 7}", test=f"slow:{slow}"))
     feed.close()
 
     first = start_sample(s, name="first", **env)

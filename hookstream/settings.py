@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     three_ds_ttl_s: float = Field(300.0, gt=0, description="3DS challenges older than this expire.")
     auto_unblock: bool = Field(False, description="card-status: unblock velocity-blocked cards via the API.")
     dispatch_concurrency: int = Field(8, ge=1, description="Outbox API commands in flight per process.")
+    dispatch_retry_budget_s: float = Field(
+        3600.0, gt=0, description="An outbox command without a deadline that keeps failing transiently is retried "
+        "this long after its first failure, however many attempts that takes, then dead-lettered (commands with a "
+        "deadline, 3DS answers, are retried until it)."
+    )
     dispatch_lease_s: float = Field(
         30.0, gt=0, description="A claimed outbox command is re-sent (same key) if not settled by then."
     )

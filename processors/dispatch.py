@@ -6,8 +6,11 @@ deployment is needed, and any process of the same processor picks up what anothe
 (claims are leases in the ledger). No ledger transaction is open while a request is on the wire.
 
 One retry policy: failures are classified by `errors.classify_error` and timed by `retry.next_retry`
-(the client makes one attempt). Permanent failures are dead-lettered with their origin; commands
-whose deadline passed are expired and counted, never sent late. Requests of every dispatcher sharing
+(the client makes one attempt). Transient failures are retried until the command's deadline, or for
+HOOKSTREAM_DISPATCH_RETRY_BUDGET_S after the first failure when it has none (never a count of attempts:
+a long API outage delays commands, it does not dead-letter them). Permanent failures and commands past
+the budget are dead-lettered with their origin; commands whose deadline passed are expired and counted,
+never sent late. Requests of every dispatcher sharing
 an API key are spaced through one ledger row (`Outbox.reserve_slots`).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -70,7 +74,10 @@ class Dispatcher:
         self.lease_s = settings.dispatch_lease_s
         self.rate = settings.api_rate_limit_per_s / (1 + RATE_MARGIN)
         self.rate_key = rate_key(settings)
-        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s, settings.retry_max_attempts)
+        # No attempt count: a command is retried until its deadline, or for the retry budget when it has
+        # none — an API outage of minutes must not dead-letter a virtual-balance override or an unblock.
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s, max_attempts=sys.maxsize)
+        self.retry_budget_s = settings.dispatch_retry_budget_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = get_logger("hookstream.dispatch", processor=processor)
         self._client_factory = client_factory
@@ -208,7 +215,9 @@ class Dispatcher:
         now = self._clock()
         first = command.first_failed_at if command.first_failed_at is not None else now
         deadline_in = command.deadline - now if command.deadline is not None else None
-        verdict, due = next_retry(self.backoff, failure, command.attempts, first, now, deadline_in_s=deadline_in)
+        verdict, due = next_retry(self.backoff, failure, command.attempts, first, now,
+                                  budget_s=self.retry_budget_s if deadline_in is None else None,
+                                  deadline_in_s=deadline_in)
         err = {"error_type": failure.error_type, "error": failure.message, "error_kind": failure.kind}
         if verdict == "retry":
             self._settle_retry(command, due, first, failure)

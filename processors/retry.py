@@ -26,7 +26,7 @@ class Backoff:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = min(self.max_s, self.initial_s * 2 ** max(0, attempt - 1))
+        base = min(self.max_s, self.initial_s * 2 ** min(max(0, attempt - 1), 64))  # no float overflow
         delay = base * (1.0 - self.jitter * self.rand())
         if retry_after is not None:
             # The server said when it can take the call again: never earlier than that.

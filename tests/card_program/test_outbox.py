@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
 
 from card_program.conftest import envelope, fund, wait_until
 from hookstream.idempotency import idempotency_key
@@ -98,6 +99,35 @@ def test_an_api_outage_holds_no_ledger_lock_and_every_answer_goes_once_after_it_
     assert responses == Counter(codes), "each challenge answered exactly once"
     assert three_ds.metric("hookstream_outbox_commands_total", command="respond_3ds", outcome="dead_lettered") == 0
     assert three_ds.outcome("dead_lettered") == 0 and three_ds.healthy()
+
+
+def test_an_api_outage_longer_than_the_attempt_count_dead_letters_no_command_without_a_deadline(
+        e2e_settings, e2e_ledger, start_pipeline, start_processor):
+    """Virtual-balance overrides have no deadline: an outage that outlasts HOOKSTREAM_RETRY_MAX_ATTEMPTS
+    (2 here, ~1 s of retries) delays them; each is applied once after it, in order, none dead-lettered."""
+    fund(e2e_ledger, "acct-1", "0.00", cards={"crd_topup": "TOP_UP"}, wallets=("wlt_1",))
+    sandbox = start_pipeline(e2e_settings, generation="B")
+    deposits = start_processor("deposits", e2e_settings, api_url=sandbox.base, HOOKSTREAM_RETRY_MAX_ATTEMPTS="2",
+                               HOOKSTREAM_RETRY_INITIAL_S="0.2", HOOKSTREAM_RETRY_MAX_S="1")
+    sandbox.control("POST", "faults", json={"status": 500, "seconds": 8, "paths": CARD_PATHS})
+    outage_ends = time.time() + 8
+    for i in range(5):
+        sandbox.trigger("deposit", product="virtual_wallets", wallet_id="wlt_1", amount=f"{i + 1}.00")
+    wait_until(lambda: deposits.handled() >= 5, "five deposits credited")
+    wait_until(lambda: sum(1 for c in sandbox.calls("/virtual-balance") if c["status"] == 500) >= 3,
+               "overrides failing against the outage")
+    wait_until(lambda: len(applied(sandbox.calls("/virtual-balance"))) == 5, "every override applied", 60)
+    calls = sandbox.calls("/virtual-balance")
+    assert any(c["status"] == 500 for c in calls), "the outage was not seen by the dispatcher"
+    failed_per_key = Counter(c["idempotency_key"] for c in calls if c["status"] == 500)
+    assert max(failed_per_key.values()) > 2, "no command outlived the attempt count"
+    assert all(n == 1 for n in applied(calls).values())
+    ok = [c for c in calls if c["status"] == 200 and not c["replayed"]]
+    assert all(datetime.fromisoformat(c["at"]).timestamp() >= outage_ends - 0.5 for c in ok)
+    assert D(str(sandbox.control("GET", "balances")["cards"]["crd_topup"]["virtual_balance"])) == D("15.00")
+    assert deposits.metric("hookstream_outbox_commands_total", command="override_card_virtual_balance",
+                           outcome="dead_lettered") == 0
+    assert deposits.healthy()
 
 
 def test_sigkill_of_the_sending_process_mid_stream_sends_each_command_once_in_effect(

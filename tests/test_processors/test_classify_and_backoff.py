@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import sys
 from datetime import UTC, datetime
 
 import httpx
@@ -177,3 +178,9 @@ def test_process_list_and_unknown_names() -> None:
     assert unknown.exit_code != 0 and "unknown processor" in unknown.output
     bad_spec = runner.invoke(process, ["test_processors.sample:Nope"])
     assert bad_spec.exit_code != 0 and "no attribute Nope" in bad_spec.output
+
+
+def test_backoff_delays_stay_capped_whatever_the_attempt_number() -> None:
+    """The dispatcher counts no attempts (it retries for a time budget): attempt 10,000 is still a delay."""
+    backoff = Backoff(0.5, 30.0, max_attempts=sys.maxsize, rand=lambda: 0.0)
+    assert [backoff.delay(n) for n in (1, 2, 7, 10_000)] == [0.5, 1.0, 30.0, 30.0]

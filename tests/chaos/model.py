@@ -33,19 +33,22 @@ class Model:
     def deposit(self, account: str, net: Decimal) -> None:
         self.deposits[account].append(net)
 
-    def hold_allowed(self, p: Purchase) -> frozenset[str | None]:
+    def hold_allowed(self, p: Purchase, fell_back: bool = False) -> frozenset[str | None]:
         """The hold row's possible status at the end (None: no hold row at all).
 
         A hold exists iff the receiver answered "00"; the platform's decision then says what happens to it:
         approved → captured on clearing, released on reversal, held otherwise; declined although the receiver
         approved (its answer came after the platform's deadline) → released by the `declined` event. When the
-        receiver's answer never reached the platform (timeout), either no hold or a released one.
+        receiver's answer never reached the platform (timeout), either no hold or a released one. When the
+        receiver answered with the fallback code (`fell_back`: its budget ran out, the ledger's record says
+        reason timeout/error), the decision still under way may have placed a hold the compensation then
+        released: no hold or a released one, never a held or captured one.
         """
         if p.platform_code == "00":
             return frozenset({{"cleared": "captured", "reversed": "released", "open": "held"}[p.then]})
         if p.receiver_code == "00":
             return frozenset({"released"})
-        if p.receiver_code is None:
+        if p.receiver_code is None or fell_back:
             return frozenset({None, "released"})
         return frozenset({None})
 

@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     )
     authorization_fallback_code: str = Field("05", description="response_code over budget or on error.")
     authorization_policy: str = Field(
-        "hookstream.ingest.authorization:static_policy",
-        description="`module:function` deciding authorization response codes.",
+        "hookstream.ingest.policy:ledger_policy",
+        description="`module:function` deciding authorization response codes (default: the ledger decides,"
+                    " placing a hold on approval).",
     )
     authorization_static_code: str = Field("05", description="Code returned by the static policy.")
     authorization_mcc_deny: Annotated[list[str], NoDecode] = Field(

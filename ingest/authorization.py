@@ -79,8 +79,9 @@ class BookedPolicy(Protocol):
 
 
 def static_policy(settings: Settings) -> Policy:
-    """The default policy (`HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.authorization:static_policy`):
-    every authorization gets HOOKSTREAM_AUTHORIZATION_STATIC_CODE."""
+    """A fixed answer (`HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.authorization:static_policy`):
+    every authorization gets HOOKSTREAM_AUTHORIZATION_STATIC_CODE (the default policy is the ledger's,
+    `hookstream.ingest.policy:ledger_policy`)."""
     code = settings.authorization_static_code
 
     def decide(request: AuthorizationRequest) -> Decision:

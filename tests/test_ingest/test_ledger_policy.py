@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import httpx
+
 from fixtures.http_load import post_many
 from hookstream.ledger import Ledger
 from hookstream.schemas import headers as h
@@ -53,6 +55,36 @@ def test_funded_card_is_approved_with_a_hold_and_the_next_one_gets_51(
     assert [(r.headers[h.RESPONSE_CODE], r.headers[h.DECISION_REASON]) for r in records] == [
         ("00", "approved"), ("51", "insufficient_funds")]
     assert records[0].headers[h.HOLD_ID]
+
+
+def test_a_receiver_started_without_a_policy_setting_decides_on_the_ledger(make_settings, processes, tmp_path):
+    """ARCHITECTURE 6: the default policy places a ledger hold when the available balance covers the bill."""
+    from hookstream.broker import free_port
+    from hookstream.kafka import ensure_topics
+    from hookstream.schemas.routing import TOPICS
+    from hookstream.settings import Settings
+    from test_ingest.conftest import settings_env
+
+    assert Settings.model_fields["authorization_policy"].default == POLICY["HOOKSTREAM_AUTHORIZATION_POLICY"]
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'default.db'}")
+    ensure_topics(settings, list(TOPICS))
+    ledger = _fund(settings.database_url, "acct-default", "30.00", "crd_default")
+    env = {k: v for k, v in settings_env(settings).items() if k != "HOOKSTREAM_AUTHORIZATION_POLICY"}
+    port = free_port()
+    processes.start(["ingest", "--port", str(port)], env, name="ingest",
+                    ready_url=f"http://127.0.0.1:{port}/readyz", timeout=30)
+    url = f"http://127.0.0.1:{port}/webhooks/cryptomate"
+    headers = {"X-Webhook-Key": KEY, "content-type": "application/json"}
+    assert httpx.post(url, content=_auth("crd_default", "20.00", "dflt_1"), headers=headers,
+                      timeout=30).json() == {"response_code": "00"}
+    assert httpx.post(url, content=_auth("crd_default", "20.00", "dflt_2"), headers=headers,
+                      timeout=30).json() == {"response_code": "51"}
+    assert httpx.post(url, content=_auth("crd_unknown", "1.00", "dflt_3"), headers=headers,
+                      timeout=30).json() == {"response_code": "05"}
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert uow.balance("acct-default").held == Decimal("20.00")
+        assert uow.hold_status("crd_default", "dflt_1") == "held"
+        assert uow.hold_status("crd_default", "dflt_2") is None
 
 
 def test_unlinked_frozen_and_ruled_out_cards_are_declined(settings, start_receiver):

@@ -38,7 +38,8 @@ def test_2000_concurrent_valid_requests_become_2000_records(settings, start_rece
 def test_authorization_is_answered_with_the_configured_code_and_the_decision_is_published(
     settings, start_receiver, topic_reader
 ):
-    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_STATIC_CODE="00")
+    receiver = start_receiver(settings, HOOKSTREAM_AUTHORIZATION_POLICY="hookstream.ingest.authorization:static_policy",
+                              HOOKSTREAM_AUTHORIZATION_STATIC_CODE="00")
     started = time.monotonic()
     response = receiver.post(_body(AUTH, "life_evt_ok"))
     assert time.monotonic() - started < 1.2

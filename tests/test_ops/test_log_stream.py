@@ -46,7 +46,8 @@ def test_kafka_python_and_uvicorn_lines_are_json_in_the_receivers_stream(process
     port = free_port()
     key = "ops-test-webhook-key-0001"
     env = {"HOOKSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()}", "HOOKSTREAM_WEBHOOK_KEYS": key,
-           "HOOKSTREAM_SPOOL_DIR": str(tmp_path / "spool")}
+           "HOOKSTREAM_SPOOL_DIR": str(tmp_path / "spool"),
+           "HOOKSTREAM_AUTHORIZATION_POLICY": "hookstream.ingest.authorization:static_policy"}  # no ledger here
     proc = processes.start(["ingest", "--port", str(port)], env, ready_url=f"http://127.0.0.1:{port}/healthz")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # uvicorn warns on a bad request
         s.sendall(b"NOT HTTP AT ALL\r\n\r\n")

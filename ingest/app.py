@@ -33,9 +33,10 @@ SHUTDOWN_DRAIN_MIN_S = 10.0
 class Probes:
     """Liveness and readiness read from the producer itself (no client or thread of their own)."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, spool: Spool) -> None:
+    def __init__(self, settings: Settings, publisher: Publisher, spool: Spool, decider: Decider) -> None:
         self._publisher = publisher
         self._spool = spool
+        self._decider = decider
         # an ack can take up to the delivery timeout; twice that plus slack with no ack is no progress
         self._stall_after_s = 2 * settings.delivery_timeout_s + 5.0
         self._missing_logged: tuple[str, ...] = ()
@@ -48,7 +49,17 @@ class Probes:
                       in_flight=self._publisher.in_flight)
         return reason
 
-    def readiness(self) -> str | None:
+    def readiness(self) -> tuple[str | None, bool]:
+        """Why this receiver should get no traffic now, else None; and whether Kafka is fine."""
+        reason = self.kafka_readiness() or self.liveness()  # the producer's stall is Kafka's too
+        if reason is not None:
+            return reason, False
+        policy_problem = self._decider.problem()
+        if policy_problem is not None:
+            return f"authorization policy cannot decide: {policy_problem}", True
+        return None, True
+
+    def kafka_readiness(self) -> str | None:
         """Why webhooks cannot be made durable now, else None."""
         publisher = self._publisher
         if not publisher.connected:
@@ -65,7 +76,7 @@ class Probes:
                           hint="run `hookstream topics create` with the same HOOKSTREAM_TOPIC_PREFIX")
         if missing:
             return f"topics missing: {', '.join(missing)} (run `hookstream topics create`)"
-        return self.liveness()
+        return None
 
 
 def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> Starlette:
@@ -80,7 +91,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
     decider = Decider(settings, load_policy(settings.authorization_policy, settings))
     receiver = Receiver(settings, publisher, spool, decider, spool_io)
-    probes = Probes(settings, publisher, spool)
+    probes = Probes(settings, publisher, spool, decider)
 
     async def healthz(_: Request) -> Response:
         reason = probes.liveness()
@@ -90,8 +101,8 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         return JSONResponse({"status": "ok", "spool_depth": spool.depth})
 
     async def readyz(_: Request) -> Response:
-        reason = probes.readiness()
-        body = {"status": "ready" if reason is None else "unavailable", "kafka": reason is None,
+        reason, kafka_ok = probes.readiness()
+        body = {"status": "ready" if reason is None else "unavailable", "kafka": kafka_ok,
                 "spool_depth": spool.depth}
         if reason is not None:
             body["reason"] = reason

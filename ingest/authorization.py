@@ -77,6 +77,9 @@ class BookedPolicy(Protocol):
         only when the decision failed or ran out of budget, before the fallback code is answered."""
         ...
 
+    # Optional: `problem() -> str | None`, why the policy cannot decide at all (e.g. its ledger needs
+    # `hookstream db upgrade`); /readyz answers 503 with it. Called on the event loop: never block.
+
 
 def static_policy(settings: Settings) -> Policy:
     """A fixed answer (`HOOKSTREAM_AUTHORIZATION_POLICY=hookstream.ingest.authorization:static_policy`):
@@ -124,6 +127,11 @@ class Decider:
         self._threads = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="hookstream-policy")
         self._answers: OrderedDict[str, Decision] = OrderedDict()  # dedup key → the answer given first
         self._deciding: dict[str, asyncio.Future[Decision]] = {}  # dedup key → its first delivery's answer
+
+    def problem(self) -> str | None:
+        """Why the policy cannot decide at all (its optional `problem()`), else None: the receiver is not ready."""
+        check = getattr(self._policy, "problem", None)
+        return check() if check is not None else None
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from hookstream.domain.authorization import (
 )
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
 from hookstream.ledger import Ledger, LedgerError, LedgerTransientError, UnitOfWork, closed, decide_pg, decisions
+from hookstream.ledger.migrations import LATEST as SCHEMA_LATEST
 from hookstream.ledger.money import from_cents
 from hookstream.logs import get_logger
 from hookstream.rules import MerchantRules, rule_violation
@@ -34,6 +35,8 @@ MAX_RECORDS = 64  # fallback answers put on record per call, at most
 FALLBACK_GIVE_UP_S = 600.0  # a fallback answer not on record after this is reported (the cards processor
 #                             still releases the hold when it reads the declined answer from Kafka)
 RECONNECT_BACKOFF_S = (0.05, 1.0)  # first and longest pause after the database could not be reached
+SCHEMA_RECHECK_S = 2.0  # how often a receiver whose ledger needs `db upgrade` looks again (while probed)
+SCHEMA_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM schema_version"
 IDLE_RETRY_S = 0.2  # how soon pending fallback records are tried again when nothing else is queued
 # Beside a CPU-busy thread (kafka-python's sender) every GIL hand-back waits up to one switch
 # interval (default 5 ms); the decision path does few syscalls, but each one pays that wait.
@@ -90,6 +93,11 @@ class LedgerPolicy:
 
     async def recorded(self, request: AuthorizationRequest) -> Decision | None:
         return await self.books.recorded(request)
+
+    def problem(self) -> str | None:
+        """Why this policy cannot decide at all (the receiver is not ready), else None."""
+        check = getattr(self.books, "problem", None)
+        return check() if check is not None else None
 
     def close(self) -> None:
         self.books.close()
@@ -159,6 +167,11 @@ class PostgresBooks:
         # at once (the fallback) until it is ready, and never pay the connection or plpgsql's compile.
         self._reconnecting: asyncio.Task[None] | None = None
         self._records_due = 0.0  # fallback records alone are retried from then on
+        # A ledger older than this code (`hookstream db upgrade` not run yet) decides nothing: the receiver
+        # says so on /readyz, and looks again while it is probed.
+        self._schema_problem: str | None = None
+        self._schema_checked = 0.0
+        self._schema_task: asyncio.Task[None] | None = None
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:  # built inside the server's loop (uvicorn's app factory): connect and warm up now
             asyncio.get_running_loop()
@@ -203,6 +216,46 @@ class PostgresBooks:
                 reader.pgconn.finish()
             raise
         return _answer(row)
+
+    def problem(self) -> str | None:
+        """The schema problem found at start (or at the last look), else None; called by /readyz on the loop,
+        it starts another look when the last one is SCHEMA_RECHECK_S old."""
+        if (self._schema_problem is not None and time.monotonic() - self._schema_checked >= SCHEMA_RECHECK_S
+                and (self._schema_task is None or self._schema_task.done())):
+            self._schema_task = asyncio.get_running_loop().create_task(
+                self._recheck_schema(), name="hookstream-authorize-schema")
+        return self._schema_problem
+
+    async def _schema_current(self, conn: Any) -> bool:
+        """Compare the ledger's schema version with this code's; sets or clears the problem."""
+        self._schema_checked = time.monotonic()
+        try:
+            row = await (await conn.execute(SCHEMA_VERSION_SQL)).fetchone()
+            version = int(row[0])
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != "42P01":  # undefined table: an empty database
+                raise
+            version = 0
+        if version >= SCHEMA_LATEST:
+            if self._schema_problem is not None:
+                log.info("authorization.ledger_ready", schema_version=version)
+            self._schema_problem = None
+            return True
+        problem = (f"ledger schema is at version {version}, this code needs {SCHEMA_LATEST}: "
+                   "run `hookstream db upgrade`")
+        if self._schema_problem is None:
+            log.error("authorization.ledger_not_ready", reason=problem)
+        self._schema_problem = problem
+        return False
+
+    async def _recheck_schema(self) -> None:
+        try:
+            conn = await self._connection()
+            if await self._schema_current(conn):
+                await self._warm_up(conn)
+        except Exception as exc:  # noqa: BLE001 - the next probe looks again
+            self._schema_checked = time.monotonic()
+            log.warning("authorization.schema_check_failed", error=type(exc).__name__, detail=str(exc)[:300])
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -283,7 +336,10 @@ class PostgresBooks:
     async def _warm(self) -> None:
         """Connect and warm up before the first authorization arrives."""
         try:
-            await self._warm_up(await self._connection())
+            conn = await self._connection()
+            if not await self._schema_current(conn):
+                return  # not ready: /readyz says why and looks again
+            await self._warm_up(conn)
             # ready before a fallback needs it, without holding the first batch back
             self._reader_task = asyncio.get_running_loop().create_task(self._open_reader())
         except Exception as exc:  # noqa: BLE001 - decisions connect again on their own

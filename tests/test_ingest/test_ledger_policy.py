@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from fixtures.http_load import post_many
 from hookstream.ledger import Ledger
@@ -85,6 +86,57 @@ def test_a_receiver_started_without_a_policy_setting_decides_on_the_ledger(make_
         assert uow.balance("acct-default").held == Decimal("20.00")
         assert uow.hold_status("crd_default", "dflt_1") == "held"
         assert uow.hold_status("crd_default", "dflt_2") is None
+
+
+@pytest.mark.postgres
+def test_a_receiver_whose_ledger_needs_db_upgrade_is_not_ready_until_it_ran(
+    make_settings, processes, postgres_database_url
+):
+    """A receiver started before `hookstream db upgrade` ran (a deploy whose setup Job is late): /readyz says
+    why instead of every card being declined in silence; authorizations meanwhile get the fallback in time;
+    after the upgrade it turns ready on its own and decides on the ledger."""
+    import time
+
+    from hookstream.broker import free_port
+    from hookstream.kafka import ensure_topics
+    from hookstream.schemas.routing import TOPICS
+    from test_ingest.conftest import settings_env
+
+    settings = make_settings(database_url=postgres_database_url)
+    ensure_topics(settings, list(TOPICS))
+    env = {k: v for k, v in settings_env(settings).items() if k != "HOOKSTREAM_AUTHORIZATION_POLICY"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = processes.start(["ingest", "--port", str(port)], env, name="ingest", ready_url=f"{base}/healthz",
+                           timeout=30)
+
+    def readyz() -> httpx.Response:
+        return httpx.get(f"{base}/readyz", timeout=5)
+
+    deadline = time.monotonic() + 30
+    while (answer := readyz()).status_code == 200 or "kafka producer" in answer.text:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+    assert answer.status_code == 503 and answer.json()["kafka"] is True, answer.text
+    assert "run `hookstream db upgrade`" in answer.json()["reason"], answer.text
+    assert proc.output().count('"authorization.ledger_not_ready"') == 1
+    headers = {"X-Webhook-Key": KEY, "content-type": "application/json"}
+    url = f"{base}/webhooks/cryptomate"
+    started = time.monotonic()  # traffic that still arrives is answered in time, with the fallback
+    assert httpx.post(url, content=_auth("crd_upg", "5.00", "upg_1"), headers=headers,
+                      timeout=30).json() == {"response_code": "05"}
+    assert time.monotonic() - started < 1.2
+
+    upgrade = processes.start(["db", "upgrade"], env, name="upgrade")
+    assert upgrade.wait(120) == 0, upgrade.output()
+    _fund(postgres_database_url, "acct-upg", "50.00", "crd_upg")
+    deadline = time.monotonic() + 20
+    while readyz().status_code != 200:
+        assert time.monotonic() < deadline, readyz().text
+        time.sleep(0.3)
+    assert '"authorization.ledger_ready"' in proc.output()
+    assert httpx.post(url, content=_auth("crd_upg", "20.00", "upg_2"), headers=headers,
+                      timeout=30).json() == {"response_code": "00"}
 
 
 def test_unlinked_frozen_and_ruled_out_cards_are_declined(settings, start_receiver):

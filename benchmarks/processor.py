@@ -259,7 +259,7 @@ the figures are noisy; compare rows of one run, not runs.
 |---|---|---|---|---|
 {rows}
 
-Targets: ≥ 5,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""
+Targets (issue 12): ≥ 10,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""
 
 
 PROFILE_NOTES = """Where the time goes (cProfile, 2026-11-23): kafka-python

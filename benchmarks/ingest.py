@@ -170,7 +170,9 @@ def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] =
                       [python, "-m", "hookstream.cli", "ingest", "--port", "{port}", "--workers", str(n)],
                       {"HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
                        "HOOKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS), "HOOKSTREAM_WEBHOOK_KEYS": KEY,
-                       "HOOKSTREAM_SPOOL_DIR": str(work / f"spool-{name}"), "HOOKSTREAM_LOG_LEVEL": "warning"},
+                       "HOOKSTREAM_SPOOL_DIR": str(work / f"spool-{name}"), "HOOKSTREAM_LOG_LEVEL": "warning",
+                       # the default (ledger) policy opens its ledger at start; no authorization is in this mix
+                       "HOOKSTREAM_DATABASE_URL": f"sqlite:///{work / f'ledger-{name}.db'}"},
                       prefix, ready="/readyz")
 
     targets = [hookstream("hookstream", 1)]

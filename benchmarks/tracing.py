@@ -76,6 +76,7 @@ def targets(bootstrap: str, work: Path, sink: Sink) -> list[Target]:
                       {"HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
                        "HOOKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS), "HOOKSTREAM_WEBHOOK_KEYS": KEY,
                        "HOOKSTREAM_SPOOL_DIR": str(work / f"spool-{name}"), "HOOKSTREAM_LOG_LEVEL": "warning",
+                       "HOOKSTREAM_DATABASE_URL": f"sqlite:///{work / f'ledger-{name}.db'}",  # the default policy's
                        **otel}, prefix, ready="/readyz")
 
     endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}

@@ -21,7 +21,7 @@ from hookstream.domain.authorization import (
 )
 from hookstream.ingest.authorization import AuthorizationRequest, Decision
 from hookstream.ledger import Ledger, LedgerError, LedgerTransientError, UnitOfWork, closed, decide_pg, decisions
-from hookstream.ledger.migrations import LATEST as SCHEMA_LATEST
+from hookstream.ledger.migrations import outdated
 from hookstream.ledger.money import from_cents
 from hookstream.logs import get_logger
 from hookstream.rules import MerchantRules, rule_violation
@@ -236,13 +236,12 @@ class PostgresBooks:
             if getattr(exc, "sqlstate", None) != "42P01":  # undefined table: an empty database
                 raise
             version = 0
-        if version >= SCHEMA_LATEST:
+        problem = outdated(version)
+        if problem is None:
             if self._schema_problem is not None:
                 log.info("authorization.ledger_ready", schema_version=version)
             self._schema_problem = None
             return True
-        problem = (f"ledger schema is at version {version}, this code needs {SCHEMA_LATEST}: "
-                   "run `hookstream db upgrade`")
         if self._schema_problem is None:
             log.error("authorization.ledger_not_ready", reason=problem)
         self._schema_problem = problem

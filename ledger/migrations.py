@@ -65,6 +65,13 @@ LATEST = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x686F6F6B  # "hook"
 
 
+def outdated(version: int) -> str | None:
+    """The one-line problem when a schema at `version` is older than this code, else None."""
+    if version >= LATEST:
+        return None
+    return f"ledger schema is at version {version}, this code needs {LATEST}: run `hookstream db upgrade`"
+
+
 def current_version(conn: Connection) -> int:
     """The applied schema version; 0 for an empty database."""
     if not inspect(conn).has_table(schema.schema_version.name):

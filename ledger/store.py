@@ -130,10 +130,9 @@ class Ledger:
                 # schema must not stop a process at start: `database is locked`).
                 self.upgrade()
                 return
-            if version < migrations.LATEST:
-                raise SchemaNotReady(
-                    f"ledger schema is at version {version}, this code needs {migrations.LATEST}: "
-                    "run `hookstream db upgrade`")
+            problem = migrations.outdated(version)
+            if problem is not None:
+                raise SchemaNotReady(problem)
             self._ready = True
 
     # --- transactions ------------------------------------------------------------------------------

@@ -42,18 +42,32 @@ from report import write_section  # noqa: E402
 from hookstream.broker import free_port  # noqa: E402
 from hookstream.kafka import ensure_topics, make_producer  # noqa: E402
 from hookstream.ledger import Ledger  # noqa: E402
+from hookstream.domain.effects import Effects  # noqa: E402
 from hookstream.processors import Context, Event, Processor  # noqa: E402
+from hookstream.processors.view import LedgerView  # noqa: E402
 from hookstream.schemas import headers as h  # noqa: E402
 from hookstream.schemas.routing import DEPOSITS  # noqa: E402
 from hookstream.settings import Settings  # noqa: E402
 
 
 class BenchProcessor(Processor):
-    """Credits each deposit to its wallet's account: one inbox claim + one posting + one balance update."""
+    """Credits each deposit to its wallet's account, decided (pure): an inbox claim per event; the postings and
+    balance moves of the whole batch applied set-based at its commit."""
 
     name = "bench"
     topics = (DEPOSITS,)
     event_types = frozenset({"deposit"})
+
+    def decide(self, event: Event, view: LedgerView) -> Effects:
+        data = event.data
+        return Effects().credit(data.wallet_id, data.amount)  # type: ignore[attr-defined]
+
+
+class BenchHandleProcessor(BenchProcessor):
+    """The same credit through the imperative contract: a savepoint, the claim, the posting and the balance
+    update per event."""
+
+    decide = Processor.decide  # type: ignore[assignment]
 
     def handle(self, event: Event, ctx: Context) -> None:
         data = event.data
@@ -103,8 +117,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+CONTRACTS = {"decide": "benchmarks.processor:BenchProcessor", "handle": "benchmarks.processor:BenchHandleProcessor"}
+
+
 def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wallets: int,
-            log_file: Path, concurrency: int) -> dict[str, object]:
+            log_file: Path, concurrency: int, contract: str = "decide") -> dict[str, object]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, database_url=database_url)
     ensure_topics(settings, [DEPOSITS], partitions=partitions)
@@ -122,8 +139,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1", "HOOKSTREAM_PROCESSOR_CONCURRENCY": str(concurrency)}
     with open(log_file, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process",
-                                 "benchmarks.processor:BenchProcessor"], env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process", CONTRACTS[contract]], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -145,7 +161,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
             raise RuntimeError(f"processed {done}/{events} before the deadline")
         rate = (done - first[1]) / (finished - first[0])
         cpu_us = (cpu - first[2]) * 1e6 / max(1.0, done - first[1])
-        return {"concurrency": concurrency, "events": events, "events_per_s": round(rate),
+        return {"contract": contract, "concurrency": concurrency, "events": events, "events_per_s": round(rate),
                 "cpu_us_per_event": round(cpu_us), "rss_mb": round(rss, 1),
                 "peak_rss_mb": round(hwm, 1)}
     except Exception:
@@ -193,6 +209,9 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
     parser.add_argument("--concurrency", action="append", type=int,
                         help="Lanes (HOOKSTREAM_PROCESSOR_CONCURRENCY); repeat for several runs (default 1 and 32).")
+    parser.add_argument("--contract", action="append", choices=sorted(CONTRACTS),
+                        help="decide: Effects applied set-based per batch (default); handle: the imperative "
+                             "contract, statement by statement per event; repeat to run both side by side.")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
@@ -221,11 +240,12 @@ def main() -> None:
 def _runs(args: argparse.Namespace, backend: str, url: str | None, work: Path) -> list[dict[str, object]]:
     out = []
     for concurrency in args.concurrency or [1, 32]:
-        database_url = url or f"sqlite:///{work / f'bench-{concurrency}.db'}"  # a fresh file per run
-        result = run_one(args.bootstrap, database_url, args.events, args.partitions, args.wallets,
-                         work / f"{backend}-{concurrency}.log", concurrency)
-        print(json.dumps({"backend": backend, **result}), flush=True)
-        out.append({"backend": backend, **result})
+        for contract in args.contract or ["decide"]:
+            database_url = url or f"sqlite:///{work / f'bench-{concurrency}-{contract}.db'}"  # a fresh file per run
+            result = run_one(args.bootstrap, database_url, args.events, args.partitions, args.wallets,
+                             work / f"{backend}-{concurrency}-{contract}.log", concurrency, contract)
+            print(json.dumps({"backend": backend, **result}), flush=True)
+            out.append({"backend": backend, **result})
     return out
 
 
@@ -238,16 +258,20 @@ def markdown(results: list[dict[str, object]], args: argparse.Namespace) -> str:
         crc = "not installed"
     cmd = (f"python benchmarks/processor.py --events {args.events} "
            + " ".join(f"--backend {b}" for b in dict.fromkeys(r["backend"] for r in results))
-           + " " + " ".join(f"--concurrency {c}" for c in dict.fromkeys(r["concurrency"] for r in results)))
-    rows = "\n".join(f"| {r['backend']} | {r['concurrency']} | {r['events_per_s']:,} | {r['cpu_us_per_event']} | "
+           + " " + " ".join(f"--concurrency {c}" for c in dict.fromkeys(r["concurrency"] for r in results))
+           + " " + " ".join(f"--contract {c}" for c in dict.fromkeys(r["contract"] for r in results)))
+    rows = "\n".join(f"| {r['backend']} | {r['contract']} | {r['concurrency']} | {r['events_per_s']:,} | {r['cpu_us_per_event']} | "
                      f"{r['rss_mb']} / {r['peak_rss_mb']} |" for r in results)
     level = os.environ.get("HOOKSTREAM_LOG_LEVEL", "info")
     load = os.getloadavg()
     return f"""`{cmd}`: one `hookstream process` process drains {args.events:,} pre-loaded deposit
 events ({args.partitions} partitions, {args.wallets} accounts, key = wallet) with the lanes given
 (`HOOKSTREAM_PROCESSOR_CONCURRENCY`). Per event: envelope + data parse, inbox claim, ledger credit
-(posting + balance update), one JSON log line, metrics; one ledger transaction per lane batch (a
-savepoint per event), offsets committed up to the lowest unfinished one. Rate = processed events /
+(posting + balance update), one JSON log line, metrics; one ledger transaction per lane batch,
+offsets committed up to the lowest unfinished one. Contract `decide`: `decide(event, view) -> Effects`,
+one claim statement per event, the batch's postings and balance moves applied set-based at its commit
+(`ledger/bulk.py`); `handle`: the imperative contract, a savepoint + claim + balance update + posting
+per event. Rate = processed events /
 time from the first to the last (the process's `/metrics`); CPU = the process's utime + stime
 (`/proc/<pid>/stat`) over the same span, per event; RSS from `/proc/<pid>/status` at the end.
 `crc32c` {crc}, log level {level}. SQLite: file, WAL, `synchronous=FULL`; Postgres: throwaway local
@@ -255,8 +279,8 @@ cluster, fsync and synchronous_commit on, on the same machine. Load average when
 {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) on {os.cpu_count()} CPUs shared with other work —
 the figures are noisy; compare rows of one run, not runs.
 
-| backend | lanes | events/s | CPU µs/event | RSS at end / peak (MB) |
-|---|---|---|---|---|
+| backend | contract | lanes | events/s | CPU µs/event | RSS at end / peak (MB) |
+|---|---|---|---|---|---|
 {rows}
 
 Targets (issue 12): ≥ 10,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""

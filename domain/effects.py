@@ -1,4 +1,4 @@
-"""What a decision asks the runtime to do: API commands to send after commit (values, no I/O)."""
+"""What a decision asks the runtime to do, as values (no I/O): ledger intents, API commands, log notes."""
 
 from __future__ import annotations
 
@@ -50,8 +50,76 @@ def unblock_card(card_id: str) -> ApiCommand:
     return ApiCommand("unblock_card", {"card_id": card_id}, "unblock", order_key=f"card:{card_id}")
 
 
+# Ledger intents a decision may ask for: a posting moves an account's balance, once per event and kind.
+POSTING_SIGNS = {"credit": 1, "refund": 1, "debit": -1}
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A ledger intent: post `amount` (> 0, whole cents) of `kind` on `account_id`.
+
+    "credit" and "refund" add to the balance, "debit" takes from it (it may go negative: a debit records
+    what already happened). The runtime posts it under the event's dedup key, so a redelivery posts nothing.
+    """
+
+    account_id: str
+    kind: str
+    amount: Decimal
+    memo: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in POSTING_SIGNS:
+            raise ValueError(f"unknown posting kind {self.kind!r}: use one of {sorted(POSTING_SIGNS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A log line the decision asks for (written by the runtime with the event's identity bound)."""
+
+    level: str
+    event: str
+    fields: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Effects:
-    """What handling one event asks for besides its ledger writes: commands for the outbox."""
+    """What deciding one event asks for, as values: ledger intents, API commands, its outcome, log notes.
 
+    The runtime carries them out: the intents and the commands (into the outbox) in the batch's ledger
+    transaction, together with the event's inbox claim, so they exist if and only if the claim commits.
+    """
+
+    postings: list[Post] = field(default_factory=list)
     commands: list[ApiCommand] = field(default_factory=list)
+    outcome: str = "ok"  # the inbox outcome: "ok", "unmatched", "recorded_not_success", …
+    notes: list[Note] = field(default_factory=list)
+
+    def credit(self, account_id: str, amount: Decimal, *, kind: str = "credit", memo: str | None = None) -> Effects:
+        self.postings.append(Post(account_id, kind, amount, memo))
+        return self
+
+    def debit(self, account_id: str, amount: Decimal, *, memo: str | None = None) -> Effects:
+        self.postings.append(Post(account_id, "debit", amount, memo))
+        return self
+
+    def send(self, command: ApiCommand) -> Effects:
+        self.commands.append(command)
+        return self
+
+    def note(self, level: str, event: str, **fields: Any) -> Effects:
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}")
+        self.notes.append(Note(level, event, fields))
+        return self
+
+    def recorded(self, outcome: str) -> Effects:
+        """Nothing to apply: the event is recorded in the inbox with this outcome."""
+        self.outcome = outcome
+        return self
+
+    def check(self) -> None:
+        """One posting per kind (the dedup key is the event's): a second one could never be posted."""
+        kinds = [p.kind for p in self.postings]
+        if len(kinds) != len(set(kinds)):
+            raise ValueError(f"one posting per kind per event, got {kinds}")

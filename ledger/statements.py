@@ -53,6 +53,7 @@ class Statements:
     account_for_card: Prepared
     account_for_wallet: Prepared
     card_state: Prepared
+    cards_for_account: Prepared
     set_frozen: Prepared
     set_blocked: Prepared
     find_hold: Prepared
@@ -123,6 +124,8 @@ def _build(dialect: Dialect) -> Statements:
         account_for_wallet=prep(select(wallet_links.c.account_id)
                                 .where(wallet_links.c.wallet_id == P("p_wallet_id"))),
         card_state=prep(select(*CARD_COLUMNS).where(card_links.c.card_id == P("p_card_id"))),
+        cards_for_account=prep(select(*CARD_COLUMNS).where(card_links.c.account_id == P("p_account_id"))
+                               .order_by(card_links.c.card_id)),
         set_frozen=prep(update(card_links).where(card_links.c.card_id == P("p_card_id"))
                         .values(frozen=P("p_flag"), updated_at=P("p_now"))),
         set_blocked=prep(update(card_links).where(card_links.c.card_id == P("p_card_id"))

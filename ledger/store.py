@@ -184,18 +184,37 @@ class UnitOfWork:
 
     def _run(self, sql: Prepared, params: dict[str, Any]) -> Any:
         """Execute a prepared statement on this transaction's DB-API cursor."""
+        return self.execute_sql(sql.text, sql.params(params))
+
+    def execute_sql(self, text: str, params: Any, *, many: bool = False) -> Any:
+        """Execute driver-level SQL (the dialect's paramstyle) on this transaction's cursor; the cursor.
+
+        Driver errors come out as SQLAlchemy's DBAPIError (a lost connection invalidated), so the
+        runtime classifies them like any other ledger error.
+        """
         if self._cursor is None:
             self._cursor = self.connection.connection.cursor()
         try:
-            self._cursor.execute(sql.text, sql.params(params))
+            if many:
+                self._cursor.executemany(text, params)
+            else:
+                self._cursor.execute(text, params)
         except self._dbapi_error as exc:
             disconnected = self._dialect.is_disconnect(exc, self.connection.connection, self._cursor)
             if disconnected:
                 self.connection.invalidate(exc)
             raise sa_exc.DBAPIError.instance(  # the same wrapper SQLAlchemy raises, for classification
-                sql.text, params, exc, self._dbapi_error, connection_invalidated=disconnected,
+                text, params, exc, self._dbapi_error, connection_invalidated=disconnected,
                 dialect=self._dialect) from exc
         return self._cursor
+
+    @property
+    def dialect_name(self) -> str:
+        return self._dialect.name
+
+    def now_value(self) -> Any:
+        """The transaction's time, converted for the driver (see `_now`)."""
+        return self._now()
 
     def _one(self, sql: Prepared, params: dict[str, Any]) -> Any:
         """The first row, or None."""
@@ -289,9 +308,9 @@ class UnitOfWork:
 
     def cards_for_account(self, account_id: str) -> list[CardState]:
         """Every card linked to the account (e.g. TOP_UP cards whose virtual balance to refresh)."""
-        rows = self.connection.execute(select(*CARD_COLUMNS).where(card_links.c.account_id == account_id)
-                                       .order_by(card_links.c.card_id))
-        return [CardState(**row._mapping) for row in rows]
+        rows = self._run(self._sql.cards_for_account, {"p_account_id": account_id}).fetchall()
+        return [CardState(card, account, method, bool(frozen), bool(blocked))
+                for card, account, method, frozen, blocked in rows]
 
     def set_card_state(self, card_id: str, frozen: bool | None = None,
                        blocked: bool | None = None) -> CardState | None:

@@ -1,4 +1,11 @@
-"""The claim + apply step: an event's inbox claim, its handler's effects and its outbox commands, in one savepoint."""
+"""The claim + apply step: an event's inbox claim, then its effects and outbox commands.
+
+Two ways, by what the processor implements:
+- `decide(event, view) -> Effects` (pure): claimed, decided, and its effects staged in the batch, which
+  applies every staged effect set-based at commit (`batch.py`, `ledger/bulk.py`). A decision that raises
+  has its claim taken back; nothing else was written.
+- `handle(event, ctx)` (imperative): claimed and handled in one savepoint, its writes through `ctx.uow`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from hookstream import tracing
+from hookstream import metrics, tracing
+from hookstream.domain.effects import ApiCommand, Effects
 from hookstream.idempotency import idempotency_key
+from hookstream.ledger.errors import UnknownAccount
+from hookstream.ledger.money import to_cents
 from hookstream.ledger.outbox import enqueue
 from hookstream.processors.base import Context, Event, Processor
-from hookstream.processors.batch import Batch
+from hookstream.processors.batch import Batch, Staged
+from hookstream.processors.view import LedgerView
 from hookstream.settings import Settings
 
 
@@ -24,6 +35,8 @@ class Applier:
         self.settings = settings
         self.can_send = can_send  # a dispatcher runs: API commands have somewhere to go
         self.traced = tracing.tracer("hookstream.processor") is not None
+        self.decides = getattr(type(processor), "decide", Processor.decide) is not Processor.decide
+        self.known_accounts: set[str] = set()  # shared by every lane's view: accounts are never deleted
 
     def past_deadline(self, event: Event) -> bool:
         deadline = self.processor.deadline(event)
@@ -31,6 +44,8 @@ class Applier:
 
     def apply(self, batch: Batch, event: Event, log: Any, attempt: int) -> str:
         """The claim and the effect together; "duplicate" when the inbox already holds the event."""
+        if self.decides:
+            return self.decide(batch, event, log)
         with batch.savepoint() as uow:
             claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
                                 outcome="ok")
@@ -48,6 +63,45 @@ class Applier:
                 span.add_event("applied", {"hookstream.commands": len(ctx.commands)})
         return "ok"
 
+    def decide(self, batch: Batch, event: Event, log: Any) -> str:
+        """Claim, decide (pure), stage the effects in the batch: they are applied when it commits."""
+        uow = batch.unit()
+        if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset, outcome="ok"):
+            return "duplicate"
+        if batch.view is None:
+            batch.view = LedgerView(batch, self.known_accounts)
+        try:
+            effects = self.processor.decide(event, batch.view)
+            staged = self._staged(batch.view, event, effects)
+        except BaseException:
+            batch.unclaim(self.name, event.dedup_key)
+            raise
+        batch.stage(staged)
+        if effects.outcome == "unmatched":
+            metrics.ledger_unmatched.labels(event.event_type).inc()
+        for note in effects.notes:
+            getattr(log, note.level)(note.event, **note.fields)
+        if self.traced and (span := tracing.current_span()) is not None:
+            span.add_event("decided", {"hookstream.postings": len(effects.postings),
+                                       "hookstream.commands": len(effects.commands)})
+        return "ok"
+
+    def _staged(self, view: LedgerView, event: Event, effects: Effects) -> Staged:
+        """The effects checked (amounts in cents, accounts that exist) and laid out for the batch."""
+        if not isinstance(effects, Effects):
+            raise TypeError(f"{self.name}.decide returned {type(effects).__name__}, not Effects")
+        effects.check()
+        postings = []
+        for post in effects.postings:
+            cents = to_cents(post.amount)  # InvalidAmount for a non-cent or negative amount: permanent
+            if cents == 0:
+                continue
+            if not view.account_exists(post.account_id):
+                raise UnknownAccount(post.account_id)
+            postings.append((post.account_id, post.kind, cents, event.dedup_key, post.memo or event.dedup_key))
+        outbox = self.outbox_rows(event, effects.commands) if effects.commands else []
+        return Staged((event.topic, event.partition, event.offset), event.dedup_key, effects, postings, outbox)
+
     def claim_expired(self, batch: Batch, event: Event) -> str:
         """Record a deadline-bound event that came too late: claimed as expired, never handled."""
         with batch.savepoint() as uow:
@@ -58,15 +112,19 @@ class Applier:
 
     def to_outbox(self, uow: Any, event: Event, ctx: Context) -> int:
         """The outbox step: the event's API commands in its savepoint, so they exist iff its effects commit."""
+        enqueue(uow, self.outbox_rows(event, ctx.commands))
+        return len(ctx.commands)
+
+    def outbox_rows(self, event: Event, commands: list[ApiCommand]) -> list[dict[str, Any]]:
+        """The event's API commands as outbox rows (Idempotency-Key from the event and the command's purpose)."""
         if not self.can_send:
             raise RuntimeError("this runtime has no API client factory: it cannot send API commands")
         now = time.time()
         traceparent = tracing.current_traceparent()  # the dispatcher's API call continues this trace
-        enqueue(uow, [{
+        return [{
             "processor": self.name, "idempotency_key": idempotency_key(self.name, event.dedup_key, c.purpose),
             "kind": c.kind, "payload": json.dumps(c.payload()), "order_key": c.order_key,
             "deadline": c.deadline.timestamp() if c.deadline is not None else None, "due_at": now,
             "origin_topic": event.topic, "origin_partition": event.partition, "origin_offset": event.offset,
             "dedup_key": event.dedup_key, "traceparent": traceparent,
-        } for c in ctx.commands])
-        return len(ctx.commands)
+        } for c in commands]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel
 
 from hookstream import metrics
-from hookstream.domain.effects import ApiCommand
+from hookstream.domain.effects import ApiCommand, Effects
 from hookstream.idempotency import idempotency_key
 from hookstream.schemas.envelope import Envelope
 from hookstream.settings import Settings
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # types only: the processor contract does not import the ledg
     from structlog.stdlib import BoundLogger
 
     from hookstream.ledger.store import UnitOfWork
+    from hookstream.processors.view import LedgerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,13 @@ class Event:
 
 
 class Processor:
-    """Subclass this: set `name`, `topics`, `event_types`; implement `handle`.
+    """Subclass this: set `name`, `topics`, `event_types`; implement `decide` (or `handle`).
+
+    `decide(event, view)` is the preferred contract: pure, it reads the ledger through `view` (a
+    read-only `processors.view.LedgerView`) and returns `Effects` (ledger intents such as
+    `Effects.credit`, API commands, the inbox outcome, log notes), which the runtime applies in the
+    event's claim transaction, set-based for the whole batch. Raise to fail (nothing is written; the
+    runtime retries or dead-letters as below).
 
     `handle(event, ctx)` runs inside a ledger transaction that has already claimed the event's
     dedup key (a savepoint of the poll batch's transaction: commit happens after the batch, never
@@ -85,6 +92,10 @@ class Processor:
         Past it the event is recorded as `expired` instead of handled or retried.
         """
         return None
+
+    def decide(self, event: Event, view: LedgerView) -> Effects:
+        """What this event asks for, as values (see the class docstring); implement this or `handle`."""
+        raise NotImplementedError
 
     def handle(self, event: Event, ctx: Context) -> None:
         raise NotImplementedError

@@ -298,7 +298,7 @@ class Lane(threading.Thread):
     def _commit(self, batch: Batch, staged: list[_Staged]) -> None:
         shared = self.shared
         try:
-            batch.commit()
+            batch.commit(shared.name)
         except Exception as exc:  # noqa: BLE001 — classified, logged; the records are handled again
             failure = classify_error(exc)
             now = shared.clock()
@@ -315,6 +315,9 @@ class Lane(threading.Thread):
         if batch.commands:
             shared.committed(batch.commands)
         for item in staged:
+            if batch.changed:  # a decided event whose posting the commit found already there
+                changed = batch.changed.get((item.record.topic, item.record.partition, item.record.offset))
+                item = item._replace(outcome=changed) if changed is not None else item
             self._finish(item)
         _end_spans(staged)
 

@@ -18,12 +18,13 @@ def parse_record(record: Any, headers: dict[str, str], event_types: frozenset[st
     Raises on a body that is not a valid event (classified permanent by `classify_error`).
     """
     envelope = parse_envelope(record.value)
-    log = log.bind(operation_id=loggable_operation_id(envelope), event_type=envelope.event_type)
+    loggable_id = loggable_operation_id(envelope)
+    log = log.bind(operation_id=loggable_id, event_type=envelope.event_type)
     if event_types is not None and envelope.event_type not in event_types:
         return None, log
     route = route_for(envelope)
     event = Event(
-        envelope=envelope, data=parse_data(envelope, route), dedup_key=dedup_key(envelope),
+        envelope=envelope, data=parse_data(envelope, route), dedup_key=dedup_key(envelope, loggable_id),
         topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
         value=record.value, headers=headers, received_at=received_at(headers),
     )

@@ -49,7 +49,10 @@ def load_all() -> dict[str, type[Processor]]:
 def _check(cls: object, spec: str) -> type[Processor]:
     if not isinstance(cls, type):
         raise ProcessorNotFound(f"{spec} is not a class")
-    missing = [a for a in ("name", "topics", "handle") if not hasattr(cls, a)]
+    missing = [a for a in ("name", "topics") if not hasattr(cls, a)]
+    if getattr(cls, "decide", Processor.decide) is Processor.decide \
+            and getattr(cls, "handle", Processor.handle) is Processor.handle:
+        missing.append("decide (or handle)")
     if missing:
         raise ProcessorNotFound(f"{spec} is not a processor: missing {', '.join(missing)}")
     return cls  # type: ignore[return-value]

@@ -1,0 +1,60 @@
+"""The read-only ledger port a deciding processor sees: `decide(event, view) -> Effects`.
+
+It reads through the lane batch's transaction, and a balance includes what the batch's earlier
+decisions staged (they commit together), so two deposits to one account in one batch see each
+other. It cannot write: what a decision wants done it returns as `Effects`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hookstream.ledger.models import Balance, CardState
+from hookstream.ledger.money import from_cents
+
+
+class LedgerView:
+    """What a decision may read: links, cards, balances (as of this batch)."""
+
+    def __init__(self, batch: Any, known_accounts: set[str]) -> None:
+        self._batch = batch
+        self._known = known_accounts  # accounts are never deleted: once seen, always there (per process)
+        self._wallets: dict[str, str | None] = {}  # links can change between batches: per batch only
+        self._cards: dict[str, CardState | None] = {}
+        self._account_cards: dict[str, list[CardState]] = {}
+
+    def account_exists(self, account_id: str) -> bool:
+        if account_id in self._known:
+            return True
+        found = self._batch.unit().account_exists(account_id)
+        if found:
+            self._known.add(account_id)
+        return found
+
+    def account_for_wallet(self, wallet_id: str) -> str | None:
+        if wallet_id not in self._wallets:
+            self._wallets[wallet_id] = self._batch.unit().account_for_wallet(wallet_id)
+        return self._wallets[wallet_id]
+
+    def card_state(self, card_id: str) -> CardState | None:
+        if card_id not in self._cards:
+            self._cards[card_id] = self._batch.unit().card_state(card_id)
+        return self._cards[card_id]
+
+    def account_for_card(self, card_id: str) -> str | None:
+        state = self.card_state(card_id)
+        return state.account_id if state is not None else None
+
+    def cards_for_account(self, account_id: str) -> list[CardState]:
+        if account_id not in self._account_cards:
+            self._account_cards[account_id] = self._batch.unit().cards_for_account(account_id)
+        return list(self._account_cards[account_id])
+
+    def balance(self, account_id: str) -> Balance:
+        """The account's balance as it will be once the batch's staged postings commit."""
+        stored = self._batch.unit().balance(account_id)
+        delta = self._batch.deltas.get(account_id, 0)
+        if not delta:
+            return stored
+        balance = stored.balance + from_cents(delta)
+        return Balance(balance, stored.held, balance - stored.held)

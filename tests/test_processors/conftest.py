@@ -26,6 +26,7 @@ from hookstream.settings import Settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 SAMPLE = "test_processors.sample:SampleProcessor"
+DECIDING = "test_processors.deciding:DecidingSample"  # the same credits through decide(event, view) -> Effects
 
 
 
@@ -89,8 +90,8 @@ class Running:
 
 @pytest.fixture
 def start_sample(processes: Processes, tmp_path: Path) -> Callable[..., Running]:
-    def start(settings: Settings, name: str = "sample", **extra: str) -> Running:
-        proc = processes.start(["process", SAMPLE], env_for(settings, tmp_path, **extra), name=name,
+    def start(settings: Settings, name: str = "sample", spec: str = SAMPLE, **extra: str) -> Running:
+        proc = processes.start(["process", spec], env_for(settings, tmp_path, **extra), name=name,
                                ready_text='"processor.ready"', timeout=60)
         line = next(ln for ln in proc.output().splitlines() if '"processor.http"' in ln)
         return Running(proc, int(json.loads(line)["port"]))

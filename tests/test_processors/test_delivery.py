@@ -10,7 +10,10 @@ import pytest
 
 from hookstream.processors.runtime import lane_count
 from hookstream.settings import Settings
-from test_processors.conftest import Feed, Running, committed, deposit, effects, query, sample_key, wait_until
+from hookstream.ledger import Ledger
+from test_processors.conftest import (
+    DECIDING, SAMPLE, Feed, Running, committed, deposit, effects, query, sample_key, wait_until,
+)
 from test_processors.sample import SampleProcessor
 
 
@@ -26,11 +29,19 @@ def _assert_exactly_once(database_url: str, ops: list[str]) -> None:
     assert not doubled, f"effects applied more than once: {doubled}"
 
 
-@pytest.mark.parametrize("lanes", ["default", "32"])
+@pytest.mark.parametrize("lanes,spec", [("default", SAMPLE), ("32", SAMPLE), ("32", DECIDING)],
+                         ids=["handle-default", "handle-32", "decide-32"])
 def test_sigkill_mid_stream_then_restart_applies_every_effect_exactly_once(
-        ledger_settings: Settings, start_sample, tmp_path: Path, lanes: str) -> None:
+        ledger_settings: Settings, start_sample, tmp_path: Path, lanes: str, spec: str) -> None:
     s = ledger_settings
     env = {} if lanes == "default" else {"HOOKSTREAM_PROCESSOR_CONCURRENCY": lanes}
+    env["spec"] = spec
+    if spec == DECIDING:  # the pure contract cannot create accounts: they exist, as in production
+        books = Ledger(s.database_url)
+        with books.unit_of_work() as uow:
+            for w in range(7):
+                uow.ensure_account(f"wal_{w}")
+        books.close()
     feed = Feed(s)
     ops = [f"kill-{i}" for i in range(300)]
     # 7 keys: with 8 or 32 lanes at most 7 run at once, each key's 43 events one after another (on SQLite

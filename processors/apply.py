@@ -66,7 +66,11 @@ class Applier:
     def decide(self, batch: Batch, event: Event, log: Any) -> str:
         """Claim, decide (pure), stage the effects in the batch: they are applied when it commits."""
         uow = batch.unit()
-        if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset, outcome="ok"):
+        claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset, outcome="ok")
+        span = tracing.current_span() if self.traced else None
+        if span is not None:
+            span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
+        if not claimed:
             return "duplicate"
         if batch.view is None:
             batch.view = LedgerView(batch, self.known_accounts)
@@ -81,7 +85,7 @@ class Applier:
             metrics.ledger_unmatched.labels(event.event_type).inc()
         for note in effects.notes:
             getattr(log, note.level)(note.event, **note.fields)
-        if self.traced and (span := tracing.current_span()) is not None:
+        if span is not None:
             span.add_event("decided", {"hookstream.postings": len(effects.postings),
                                        "hookstream.commands": len(effects.commands)})
         return "ok"

@@ -1,6 +1,7 @@
 """The three-ds processor: answers forwarded 3DS challenges through the respond endpoint, within the TTL.
 
-The verdict comes from `domain.three_ds.decide` (pure) fed the ledger's view of the card; the answer is a
+It decides (`decide(event, view) -> Effects`): the verdict comes from `domain.three_ds.decide` (pure) fed
+the view's card and balance (a balance including the batch's earlier decisions); the answer is a
 `respond_3ds` command in the outbox (`POST /cards/virtual-cards/{cardId}/3ds-authorization
 {code, approve}`), sent after commit with an Idempotency-Key derived from the event, so a
 redelivered or retried challenge repeats the same call. A challenge older than
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hookstream.domain.effects import respond_3ds
+from hookstream.domain.effects import Effects, respond_3ds
 from hookstream.domain.three_ds import ThreeDSFacts, ThreeDSRules, decide
 from hookstream.logs import remember_code
-from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.base import Event, Processor
+from hookstream.processors.view import LedgerView
 from hookstream.schemas.events import ThreeDSChallenge
-from hookstream.schemas.routing import CARDS_3DS, loggable_operation_id
+from hookstream.schemas.routing import CARDS_3DS
 from hookstream.settings import Settings
 
 
@@ -48,12 +50,12 @@ class ThreeDSProcessor(Processor):
             started = started.replace(tzinfo=UTC)  # the platform sends UTC ("…Z")
         return started + self.ttl
 
-    def handle(self, event: Event, ctx: Context) -> None:
+    def decide(self, event: Event, view: LedgerView) -> Effects:
         data = event.data
         assert isinstance(data, ThreeDSChallenge)
-        remember_code(data.code)  # masked in every later log line, whatever key carries it
-        card = ctx.uow.card_state(data.card_id)
-        available = ctx.uow.balance(card.account_id).available if card is not None else None
+        remember_code(data.code)  # masked in every later log line, whatever key carries it (process-local)
+        card = view.card_state(data.card_id)
+        available = view.balance(card.account_id).available if card is not None else None
         extra = data.model_extra or {}
         mcc = extra.get("mcc_code") or extra.get("merchant_mcc")
         verdict = decide(
@@ -68,11 +70,11 @@ class ThreeDSProcessor(Processor):
             ),
             self.rules,
         )
-        ctx.send(respond_3ds(data.card_id, data.code, verdict.approve, self.deadline(event)))
-        # operation_id equals the code for challenges: log its digest, as the receiver does.
-        log = ctx.log.bind(operation_id=loggable_operation_id(event.envelope))
-        log.info("three_ds.decided", card_id=data.card_id, approve=verdict.approve,
-                     reason=verdict.reason, amount_checked=verdict.amount_checked,
-                     amount=str(data.transaction_amount) if data.transaction_amount is not None else None,
-                     currency=data.transaction_currency)
-        ctx.uow.set_outcome(ctx.processor, event.dedup_key, "approved" if verdict.approve else "declined")
+        # operation_id equals the code for challenges: the runtime's log binds its digest, as the receiver does.
+        return (Effects()
+                .send(respond_3ds(data.card_id, data.code, verdict.approve, self.deadline(event)))
+                .recorded("approved" if verdict.approve else "declined")
+                .note("info", "three_ds.decided", card_id=data.card_id, approve=verdict.approve,
+                      reason=verdict.reason, amount_checked=verdict.amount_checked,
+                      amount=str(data.transaction_amount) if data.transaction_amount is not None else None,
+                      currency=data.transaction_currency))

@@ -72,6 +72,50 @@ def move_balances(uow: Any, deltas: dict[str, int]) -> None:
         raise UnknownAccount(", ".join(missing) or "an account")
 
 
+def claimed_among(uow: Any, processor: str, keys: list[str]) -> set[str]:
+    """Which of `keys` the inbox already holds for `processor` (one statement per chunk)."""
+    found: set[str] = set()
+    if not keys:
+        return found
+    if uow.dialect_name == "postgresql":
+        cursor = uow.execute_sql("SELECT dedup_key FROM inbox WHERE processor = %(p)s AND dedup_key = ANY(%(k)s::text[])",
+                                 {"p": processor, "k": keys})
+        found.update(r[0] for r in cursor.fetchall())
+        return found
+    for chunk in _chunks(keys, SQLITE_CHUNK * 2):
+        marks = ",".join("?" * len(chunk))
+        cursor = uow.execute_sql(f"SELECT dedup_key FROM inbox WHERE processor = ? AND dedup_key IN ({marks})",
+                                 [processor, *chunk])
+        found.update(r[0] for r in cursor.fetchall())
+    return found
+
+
+def claim_many(uow: Any, processor: str, rows: list[tuple[str, str, int, int, str]]) -> set[str]:
+    """Claim `(dedup_key, topic, partition, offset, outcome)` rows; the dedup keys this call inserted."""
+    if not rows:
+        return set()
+    now = uow.now_value()
+    inserted: set[str] = set()
+    if uow.dialect_name == "postgresql":
+        cursor = uow.execute_sql(
+            'INSERT INTO inbox (processor, dedup_key, topic, "partition", "offset", outcome, processed_at) '
+            "SELECT %(p)s, d, t, n, o, c, %(now)s FROM unnest(%(d)s::text[], %(t)s::text[], %(n)s::int[], "
+            "%(o)s::bigint[], %(c)s::text[]) AS v(d, t, n, o, c) "
+            "ON CONFLICT (processor, dedup_key) DO NOTHING RETURNING dedup_key",
+            {"p": processor, "now": now, "d": [r[0] for r in rows], "t": [r[1] for r in rows],
+             "n": [r[2] for r in rows], "o": [r[3] for r in rows], "c": [r[4] for r in rows]})
+        inserted.update(r[0] for r in cursor.fetchall())
+        return inserted
+    for chunk in _chunks(rows, SQLITE_CHUNK):
+        values = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+        params = [v for r in chunk for v in (processor, *r, now)]
+        cursor = uow.execute_sql(
+            'INSERT INTO inbox (processor, dedup_key, topic, "partition", "offset", outcome, processed_at) '
+            f"VALUES {values} ON CONFLICT (processor, dedup_key) DO NOTHING RETURNING dedup_key", params)
+        inserted.update(r[0] for r in cursor.fetchall())
+    return inserted
+
+
 def unclaim(uow: Any, processor: str, dedup_key: str) -> None:
     """Take back an inbox claim whose effects will not be applied (its decision failed)."""
     if uow.dialect_name == "postgresql":

@@ -23,6 +23,7 @@ from hookstream.ledger.outbox import enqueue
 from hookstream.processors.base import Context, Event, Processor
 from hookstream.processors.batch import Batch, Staged
 from hookstream.processors.view import LedgerView
+from hookstream.schemas import headers as h
 from hookstream.settings import Settings
 
 
@@ -65,8 +66,12 @@ class Applier:
 
     def decide(self, batch: Batch, event: Event, log: Any) -> str:
         """Claim, decide (pure), stage the effects in the batch: they are applied when it commits."""
-        uow = batch.unit()
-        claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset, outcome="ok")
+        deferred = event.dedup_key in batch.covered  # its inbox state was read with the batch's (prefetch)
+        if deferred:
+            claimed = event.dedup_key not in batch.claimed  # claimed at commit, with the batch's others
+        else:
+            claimed = batch.unit().claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
+                                         outcome="ok")
         span = tracing.current_span() if self.traced else None
         if span is not None:
             span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
@@ -76,9 +81,10 @@ class Applier:
             batch.view = LedgerView(batch, self.known_accounts)
         try:
             effects = self.processor.decide(event, batch.view)
-            staged = self._staged(batch.view, event, effects)
+            staged = self._staged(batch.view, event, effects, claim=deferred)
         except BaseException:
-            batch.unclaim(self.name, event.dedup_key)
+            if not deferred:
+                batch.unclaim(self.name, event.dedup_key)
             raise
         batch.stage(staged)
         if effects.outcome == "unmatched":
@@ -90,7 +96,15 @@ class Applier:
                                        "hookstream.commands": len(effects.commands)})
         return "ok"
 
-    def _staged(self, view: LedgerView, event: Event, effects: Effects) -> Staged:
+    def prefetch(self, batch: Batch, records: list[Any]) -> None:
+        """Before a deciding batch: read the inbox state of its coming records at once (by the dedup key the
+        receiver put in their headers; a record without one is claimed on its own when decided)."""
+        keys = [v.decode("utf-8", "replace") for r in records for k, v in (r.headers or [])
+                if k == h.DEDUP_KEY and v is not None]
+        if keys:
+            batch.prefetch(self.name, keys)
+
+    def _staged(self, view: LedgerView, event: Event, effects: Effects, *, claim: bool) -> Staged:
         """The effects checked (amounts in cents, accounts that exist) and laid out for the batch."""
         if not isinstance(effects, Effects):
             raise TypeError(f"{self.name}.decide returned {type(effects).__name__}, not Effects")
@@ -104,15 +118,16 @@ class Applier:
                 raise UnknownAccount(post.account_id)
             postings.append((post.account_id, post.kind, cents, event.dedup_key, post.memo or event.dedup_key))
         outbox = self.outbox_rows(event, effects.commands) if effects.commands else []
-        return Staged((event.topic, event.partition, event.offset), event.dedup_key, effects, postings, outbox)
+        return Staged((event.topic, event.partition, event.offset), event.dedup_key, effects, postings, outbox,
+                      claim)
 
     def claim_expired(self, batch: Batch, event: Event) -> str:
         """Record a deadline-bound event that came too late: claimed as expired, never handled."""
         with batch.savepoint() as uow:
-            if not uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
-                             outcome="expired"):
-                return "duplicate"
-        return "expired"
+            claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
+                                outcome="expired")
+        batch.claimed.add(event.dedup_key)  # a redelivery later in the batch is a duplicate
+        return "expired" if claimed else "duplicate"
 
     def to_outbox(self, uow: Any, event: Event, ctx: Context) -> int:
         """The outbox step: the event's API commands in its savepoint, so they exist iff its effects commit."""

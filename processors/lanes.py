@@ -13,6 +13,7 @@ take turns on the write lock, so one lane is the default there (docs/benchmarks.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -175,6 +176,8 @@ class Lane(threading.Thread):
         batch = Batch(shared.ledger, shared.clock)
         staged: list[_Staged] = []
         now = shared.clock()
+        if shared.applier.decides:
+            self._prefetch(batch, now)
         for key, parked in sorted(self.parked.items(), key=lambda kv: kv[1].resume_at):
             if parked.resume_at > now:
                 continue
@@ -197,6 +200,17 @@ class Lane(threading.Thread):
                 continue
             self._one(record, batch, staged, None)
         self._commit(batch, staged)
+
+    def _prefetch(self, batch: Batch, now: float) -> None:
+        """The inbox state of the records this batch will likely take, in one statement (see Applier.prefetch)."""
+        coming = [r for p in self.parked.values() if p.resume_at <= now for r in p.records]
+        coming += itertools.islice(self.ready, BATCH_MAX_RECORDS)
+        if coming:
+            try:
+                self.shared.applier.prefetch(batch, coming)
+            except Exception as exc:  # noqa: BLE001 — the transaction is unusable: its records retry with backoff
+                self.shared.log.warning("ledger.prefetch_failed", lane=self.index, error=repr(exc))
+                batch.broken = True
 
     def _one(self, record: Any, batch: Batch, staged: list[_Staged], parked: ParkedKey | None) -> bool:
         """Handle one record; True when it is staged or finished, False when its key is parked."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from fixtures.kafka import read_topic
 from hookstream.ledger import Ledger
 from hookstream.settings import Settings
-from test_processors.conftest import DECIDING, Feed, attempts, deposit, effects, query, sample_key, wait_until
+from test_processors.conftest import DECIDING, DEPOSITS, Feed, attempts, deposit, effects, query, sample_key, wait_until
 
 DLQ = "hookstream.sample.dlq"
 
@@ -63,17 +63,21 @@ def test_a_deciding_processor_applies_its_batches_exactly_once_and_keeps_failure
     b_ops = [f"b-{i}" for i in range(10)]
     for op in b_ops:
         feed.send(deposit(op, wallet="wal_b", amount="2.00"), partition=2)
+        if op == "b-4":  # without the receiver's dedup-key header (claimed on its own, not with the batch), twice
+            for _ in range(2):
+                feed.producer.send(s.topic(DEPOSITS), value=deposit("headerless", wallet="wal_b", amount="0.50"),
+                                   key=b"wal_b", partition=2).get(timeout=30)
     feed.close()
 
     running = start_sample(s, spec=DECIDING)
-    applied = [*a_ops, "flaky", "behind-flaky", *b_ops]
+    applied = [*a_ops, "flaky", "behind-flaky", *b_ops, "headerless"]
     wait_until(lambda: running.outcome("ok") == len(applied) and running.outcome("dead_lettered") == 2
-               and running.outcome("duplicate") == 2, "every event decided, applied, refused or skipped", 60)
+               and running.outcome("duplicate") == 3, "every event decided, applied, refused or skipped", 60)
 
     # Money: each credit once, the pre-posted one not again, nothing for the refused events.
     balances = _balances(s.database_url, "wal_a", "wal_b")
     assert balances["wal_a"] == (Decimal("50.00"), Decimal("50.00"))
-    assert balances["wal_b"] == (Decimal("27.00"), Decimal("27.00"))  # 5.00 before + 2 × 1.00 + 10 × 2.00
+    assert balances["wal_b"] == (Decimal("27.50"), Decimal("27.50"))  # 5.00 before + 2 × 1.00 + 10 × 2.00 + 0.50
     got = effects(s.database_url)
     assert {k: n for k, n in got.items() if n != 1} == {}
     assert set(got) == {sample_key(op) for op in [*applied, "pre-posted"]}

@@ -59,6 +59,8 @@ def _is_transient_one(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa_exc.TimeoutError):  # connection pool exhausted for pool_timeout
         return True
+    if isinstance(exc, sa_exc.PendingRollbackError):  # a connection left invalid by an earlier failure
+        return True
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc).lower()
         return any(t in text for t in _SQLITE_TRANSIENT_TEXT)
@@ -80,3 +82,9 @@ def is_transient_db_error(exc: BaseException) -> bool:
     Constraint violations, syntax errors and the like are permanent.
     """
     return any(_is_transient_one(e) for e in _chain(exc))
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether `exc` came from the database (driver or SQLAlchemy), as opposed to the caller's own code."""
+    return any(isinstance(e, (sa_exc.SQLAlchemyError, sqlite3.Error, LedgerTransientError))
+               or (type(e).__module__ or "").startswith("psycopg") for e in _chain(exc))

@@ -17,7 +17,7 @@ from typing import Any
 from hookstream import metrics, tracing
 from hookstream.domain.effects import ApiCommand, Effects
 from hookstream.idempotency import idempotency_key
-from hookstream.ledger.errors import UnknownAccount
+from hookstream.ledger.errors import UnknownAccount, is_database_error
 from hookstream.ledger.money import to_cents
 from hookstream.ledger.outbox import enqueue
 from hookstream.processors.base import Context, Event, Processor
@@ -82,8 +82,12 @@ class Applier:
         try:
             effects = self.processor.decide(event, batch.view)
             staged = self._staged(batch.view, event, effects, claim=deferred)
-        except BaseException:
-            if not deferred:
+        except BaseException as exc:
+            if is_database_error(exc):
+                # A read of the view failed: on Postgres the transaction is aborted, and a lost connection
+                # is gone on either ledger. The batch cannot commit; its records are retried.
+                batch.broken = True
+            elif not deferred:
                 batch.unclaim(self.name, event.dedup_key)
             raise
         batch.stage(staged)

@@ -80,10 +80,22 @@ class Batch:
         if self.broken:
             raise BatchBroken("ledger connection lost inside the batch")
         if self._uow is None:
-            self._manager = self._ledger.unit_of_work()
-            self._uow = self._manager.__enter__()
+            manager = self._ledger.unit_of_work()
+            self._uow = manager.__enter__()
+            self._manager = manager
             self.opened_at = self._clock()
         return self._uow
+
+    def reset(self) -> None:
+        """Roll back and forget the transaction (nothing staged yet): the next use opens a fresh one."""
+        manager, self._manager, self._uow = self._manager, None, None
+        self.covered.clear()
+        self.claimed.clear()
+        if manager is not None:
+            try:
+                manager.__exit__(BatchBroken, BatchBroken("reset"), None)
+            except Exception:  # noqa: BLE001, S110 — the connection is gone already; nothing to undo
+                pass
 
     def prefetch(self, processor: str, keys: list[str]) -> None:
         """Read in one statement which of the batch's coming events are claimed already, so their claims can

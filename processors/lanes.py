@@ -208,9 +208,9 @@ class Lane(threading.Thread):
         if coming:
             try:
                 self.shared.applier.prefetch(batch, coming)
-            except Exception as exc:  # noqa: BLE001 — the transaction is unusable: its records retry with backoff
+            except Exception as exc:  # noqa: BLE001 — each record then claims on its own (and backs off if that fails)
                 self.shared.log.warning("ledger.prefetch_failed", lane=self.index, error=repr(exc))
-                batch.broken = True
+                batch.reset()
 
     def _one(self, record: Any, batch: Batch, staged: list[_Staged], parked: ParkedKey | None) -> bool:
         """Handle one record; True when it is staged or finished, False when its key is parked."""

@@ -13,7 +13,10 @@ from sqlalchemy.engine import make_url
 
 from fixtures.postgres import LocalPostgres, _admin
 from hookstream.settings import Settings
-from test_processors.conftest import Feed, committed, deposit, effects, sample_key, upgrade_ledger, wait_until
+from hookstream.ledger import Ledger
+from test_processors.conftest import (
+    DECIDING, SAMPLE, Feed, committed, deposit, effects, sample_key, upgrade_ledger, wait_until,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -31,10 +34,17 @@ def own_postgres() -> Iterator[tuple[LocalPostgres, str]]:
         server.stop()
 
 
+@pytest.mark.parametrize("spec", [SAMPLE, DECIDING], ids=["handle", "decide"])
 def test_a_postgres_restart_mid_stream_loses_and_doubles_nothing(
-        settings: Settings, own_postgres: tuple[LocalPostgres, str], start_sample, tmp_path: Path) -> None:
+        settings: Settings, own_postgres: tuple[LocalPostgres, str], start_sample, tmp_path: Path, spec: str) -> None:
     server, url = own_postgres
     upgrade_ledger(url)
+    if spec == DECIDING:  # the pure contract credits existing accounts only
+        books = Ledger(url)
+        with books.unit_of_work() as uow:
+            for w in range(11):
+                uow.ensure_account(f"wal_{w}")
+        books.close()
     # enough attempts that the outage never exhausts a record's retries (the outage is the test, not the DLQ)
     s = settings.model_copy(update={"database_url": url, "retry_max_attempts": 30, "retry_max_s": 2.0})
     feed = Feed(s)
@@ -43,7 +53,7 @@ def test_a_postgres_restart_mid_stream_loses_and_doubles_nothing(
         feed.send(deposit(op, wallet=f"wal_{i % 11}", test="slow:0.004"))
     feed.close()
 
-    running = start_sample(s, name="sample", HOOKSTREAM_DATABASE_STATEMENT_TIMEOUT_MS="5000")
+    running = start_sample(s, name="sample", spec=spec, HOOKSTREAM_DATABASE_STATEMENT_TIMEOUT_MS="5000")
     wait_until(lambda: len(effects(url)) >= 40, "the processor to be mid-stream", 60)
     server.halt()  # fast shutdown: every open connection of the processor is cut
     time.sleep(3.0)
@@ -58,4 +68,5 @@ def test_a_postgres_restart_mid_stream_loses_and_doubles_nothing(
     assert running.proc.alive()
     assert httpx.get(f"http://127.0.0.1:{running.port}/healthz", timeout=5).status_code == 200
     assert running.outcome("retried") > 0  # the outage was felt, and retried through
+    assert running.outcome("dead_lettered") == 0  # a lost connection is never a reason to give an event up
     assert running.outcome("dead_lettered") == 0

@@ -268,10 +268,10 @@ def markdown(results: list[dict[str, object]], args: argparse.Namespace) -> str:
 events ({args.partitions} partitions, {args.wallets} accounts, key = wallet) with the lanes given
 (`HOOKSTREAM_PROCESSOR_CONCURRENCY`). Per event: envelope + data parse, inbox claim, ledger credit
 (posting + balance update), one JSON log line, metrics; one ledger transaction per lane batch,
-offsets committed up to the lowest unfinished one. Contract `decide`: `decide(event, view) -> Effects`,
-one claim statement per event, the batch's postings and balance moves applied set-based at its commit
-(`ledger/bulk.py`); `handle`: the imperative contract, a savepoint + claim + balance update + posting
-per event. Rate = processed events /
+offsets committed up to the lowest unfinished one. Contract `decide`: `decide(event, view) -> Effects`;
+the batch's inbox state read in one statement, its claims, postings and balance moves written set-based at
+its commit (`ledger/bulk.py`), no statement per event; `handle`: the imperative contract, a savepoint +
+claim + balance update + posting per event. Rate = processed events /
 time from the first to the last (the process's `/metrics`); CPU = the process's utime + stime
 (`/proc/<pid>/stat`) over the same span, per event; RSS from `/proc/<pid>/status` at the end.
 `crc32c` {crc}, log level {level}. SQLite: file, WAL, `synchronous=FULL`; Postgres: throwaway local
@@ -286,10 +286,12 @@ the figures are noisy; compare rows of one run, not runs.
 Targets (issue 12): ≥ 10,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""
 
 
-PROFILE_NOTES = """Where the time goes (cProfile, 2026-11-23): kafka-python
-checks record CRCs in pure Python (~200 µs/event) unless `crc32c` is installed; the ledger statements
-through SQLAlchemy Core (~150–250 µs/event); the per-event JSON log line (~100–250 µs/event); on
-Postgres one network round trip per statement (SAVEPOINT, claim, UPDATE, INSERT, RELEASE = 5 per event)."""
+PROFILE_NOTES = """Where the time goes now (py-spy, 2026-12-02, SQLite, `decide`, one lane): the ledger is ~25 %
+of the process's CPU (a prefetch SELECT, then per batch one multi-row INSERT each for claims and postings, one
+balance UPDATE per account, the COMMIT); the rest is per event and outside the ledger: the `event.processed`
+JSON log line ~16 %, kafka-python's poll and record decoding ~12 %, envelope + data parse ~15 %, metrics and
+the benchmark's own /metrics scrapes ~5 %. `handle` adds a savepoint and three statements per event (on
+Postgres five network round trips per event)."""
 
 
 if __name__ == "__main__":

@@ -50,9 +50,7 @@ class Applier:
         with batch.savepoint() as uow:
             claimed = uow.claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
                                 outcome="ok")
-            span = tracing.current_span() if self.traced else None
-            if span is not None:
-                span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
+            span = self._claim_span(event, claimed)
             if not claimed:
                 return "duplicate"
             ctx = Context(processor=self.name, event=event, uow=uow, log=log, settings=self.settings,
@@ -64,6 +62,13 @@ class Applier:
                 span.add_event("applied", {"hookstream.commands": len(ctx.commands)})
         return "ok"
 
+    def _claim_span(self, event: Event, claimed: bool) -> Any:
+        """The current span while tracing (None otherwise), told whether the claim was new."""
+        span = tracing.current_span() if self.traced else None
+        if span is not None:
+            span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
+        return span
+
     def decide(self, batch: Batch, event: Event, log: Any) -> str:
         """Claim, decide (pure), stage the effects in the batch: they are applied when it commits."""
         deferred = event.dedup_key in batch.covered  # its inbox state was read with the batch's (prefetch)
@@ -72,9 +77,7 @@ class Applier:
         else:
             claimed = batch.unit().claim(self.name, event.dedup_key, event.topic, event.partition, event.offset,
                                          outcome="ok")
-        span = tracing.current_span() if self.traced else None
-        if span is not None:
-            span.add_event("claimed" if claimed else "duplicate", {"hookstream.dedup_key": event.dedup_key})
+        span = self._claim_span(event, claimed)
         if not claimed:
             return "duplicate"
         if batch.view is None:
@@ -116,8 +119,6 @@ class Applier:
         postings = []
         for post in effects.postings:
             cents = to_cents(post.amount)  # InvalidAmount for a non-cent or negative amount: permanent
-            if cents == 0:
-                continue
             if not view.account_exists(post.account_id):
                 raise UnknownAccount(post.account_id)
             postings.append((post.account_id, post.kind, cents, event.dedup_key, post.memo or event.dedup_key))

@@ -74,6 +74,15 @@ class Post:
 
 
 @dataclass(frozen=True, slots=True)
+class CardFlags:
+    """A ledger intent: set a linked card's `frozen`/`blocked` flags (None leaves one as it is)."""
+
+    card_id: str
+    frozen: bool | None = None
+    blocked: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A log line the decision asks for (written by the runtime with the event's identity bound)."""
 
@@ -91,6 +100,7 @@ class Effects:
     """
 
     postings: list[Post] = field(default_factory=list)
+    cards: list[CardFlags] = field(default_factory=list)
     commands: list[ApiCommand] = field(default_factory=list)
     outcome: str = "ok"  # the inbox outcome: "ok", "unmatched", "recorded_not_success", …
     notes: list[Note] = field(default_factory=list)
@@ -101,6 +111,11 @@ class Effects:
 
     def debit(self, account_id: str, amount: Decimal, *, memo: str | None = None) -> Effects:
         self.postings.append(Post(account_id, "debit", amount, memo))
+        return self
+
+    def card_flags(self, card_id: str, *, frozen: bool | None = None, blocked: bool | None = None) -> Effects:
+        """Set a linked card's flags (the receiver's ledger policy declines a frozen or blocked card)."""
+        self.cards.append(CardFlags(card_id, frozen, blocked))
         return self
 
     def send(self, command: ApiCommand) -> Effects:

@@ -94,7 +94,7 @@ class Applier:
                 batch.unclaim(self.name, event.dedup_key)
             raise
         batch.stage(staged)
-        if effects.outcome == "unmatched":
+        if effects.outcome == "unmatched" or effects.outcome.startswith("unmatched_"):
             metrics.ledger_unmatched.labels(event.event_type).inc()
         for note in effects.notes:
             getattr(log, note.level)(note.event, **note.fields)

@@ -56,6 +56,7 @@ class Batch:
         self.commands = 0  # outbox commands written: the dispatcher is woken after the commit
         self.staged: list[Staged] = []  # decided events' effects, applied set-based by commit()
         self.deltas: dict[str, int] = {}  # balance cents per account the staged postings will move
+        self.flags: dict[str, tuple[bool | None, bool | None]] = {}  # card → (frozen, blocked) staged
         self.view: Any = None  # the deciding processor's read-only ledger view for this batch
         self.changed: dict[Coords, str] = {}  # outcomes the commit found different (a posting already there)
         self.covered: set[str] = set()  # dedup keys whose inbox state `prefetch` read in this transaction
@@ -109,6 +110,10 @@ class Batch:
         """Keep a decided event's effects for the commit; the view sees its balance moves from now on."""
         self.staged.append(staged)
         self.claimed.add(staged.dedup_key)
+        for f in staged.effects.cards:
+            frozen, blocked = self.flags.get(f.card_id, (None, None))
+            self.flags[f.card_id] = (frozen if f.frozen is None else f.frozen,
+                                     blocked if f.blocked is None else f.blocked)
         for account, kind, cents, _, _ in staged.postings:
             self.deltas[account] = self.deltas.get(account, 0) + POSTING_SIGNS[kind] * cents
 
@@ -142,6 +147,10 @@ class Batch:
             if s.effects.outcome != "ok" and not s.claim:  # a deferred claim was written with its outcome
                 outcomes.append((s.dedup_key, s.effects.outcome))
         bulk.move_balances(uow, deltas)
+        for s in self.staged:  # card flags are rare (velocity blocks): one statement each, in decision order
+            if s.coords not in self.changed:
+                for flags in s.effects.cards:
+                    uow.set_card_state(flags.card_id, frozen=flags.frozen, blocked=flags.blocked)
         enqueue(uow, rows)
         bulk.set_outcomes(uow, processor, outcomes)
         self.commands += len(rows)

@@ -6,13 +6,16 @@ operator should see first) the card is marked unblocked and an `unblock_card` co
 outbox (`PATCH /cards/virtual-cards/{cardId}/unblock`, which also resets the platform's velocity
 counter), sent after commit. A card linked to no
 account is recorded as unmatched (inbox outcome, warning); the auto-unblock still applies to it,
-because the block is on the platform, not in our books.
+because the block is on the platform, not in our books. It decides (`decide(event, view) -> Effects`): the
+card's flag, the command, the outcome and the log lines are values the runtime applies with the batch.
 """
 
 from __future__ import annotations
 
+from hookstream.domain.effects import Effects
 from hookstream.domain.velocity import on_velocity_block
-from hookstream.processors.base import Context, Event, Processor
+from hookstream.processors.base import Event, Processor
+from hookstream.processors.view import LedgerView
 from hookstream.schemas.events import CardBlockedByVelocity
 from hookstream.schemas.routing import CARDS_STATUS
 
@@ -25,22 +28,20 @@ class CardStatusProcessor(Processor):
     def needs_api(self) -> bool:
         return self.settings.auto_unblock
 
-    def handle(self, event: Event, ctx: Context) -> None:
+    def decide(self, event: Event, view: LedgerView) -> Effects:
         data = event.data
         assert isinstance(data, CardBlockedByVelocity)
         rule = data.triggered_rule
-        state = ctx.uow.set_card_state(data.card_id, blocked=True)
-        ctx.log.warning("card_status.blocked_by_velocity", card_id=data.card_id,
-                        blocked_at=data.blocked_at.isoformat(), linked=state is not None,
-                        max_authorizations=rule.max_authorizations if rule else None,
-                        time_window_seconds=rule.time_window_seconds if rule else None,
-                        last_authorization_id=data.last_authorization_id)
-        decision = on_velocity_block(data.card_id, linked=state is not None, auto_unblock=self.settings.auto_unblock)
-        if state is None:
-            ctx.metrics.ledger_unmatched.labels(event.event_type).inc()
+        linked = view.card_state(data.card_id) is not None
+        decision = on_velocity_block(data.card_id, linked=linked, auto_unblock=self.settings.auto_unblock)
+        fx = (Effects().card_flags(data.card_id, blocked=decision.blocked).recorded(decision.outcome)
+              .note("warning", "card_status.blocked_by_velocity", card_id=data.card_id,
+                    blocked_at=data.blocked_at.isoformat(), linked=linked,
+                    max_authorizations=rule.max_authorizations if rule else None,
+                    time_window_seconds=rule.time_window_seconds if rule else None,
+                    last_authorization_id=data.last_authorization_id))
         for command in decision.commands:
-            ctx.send(command)
+            fx.send(command)
         if not decision.blocked:
-            ctx.uow.set_card_state(data.card_id, blocked=False)
-            ctx.log.info("card_status.unblocked", card_id=data.card_id, policy="auto_unblock")
-        ctx.uow.set_outcome(ctx.processor, event.dedup_key, decision.outcome)
+            fx.note("info", "card_status.unblocked", card_id=data.card_id, policy="auto_unblock")
+        return fx

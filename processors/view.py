@@ -7,6 +7,7 @@ other. It cannot write: what a decision wants done it returns as `Effects`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hookstream.ledger.models import Balance, CardState
@@ -37,9 +38,16 @@ class LedgerView:
         return self._wallets[wallet_id]
 
     def card_state(self, card_id: str) -> CardState | None:
+        """The card's link and flags, as the batch's staged decisions leave them."""
         if card_id not in self._cards:
             self._cards[card_id] = self._batch.unit().card_state(card_id)
-        return self._cards[card_id]
+        state = self._cards[card_id]
+        staged = self._batch.flags.get(card_id)
+        if state is None or staged is None:
+            return state
+        frozen, blocked = staged
+        return replace(state, frozen=state.frozen if frozen is None else frozen,
+                       blocked=state.blocked if blocked is None else blocked)
 
     def account_for_card(self, card_id: str) -> str | None:
         state = self.card_state(card_id)

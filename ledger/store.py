@@ -29,8 +29,8 @@ from hookstream.ledger.models import (
     SettlementResult,
 )
 from hookstream.ledger.money import from_cents, to_cents
-from hookstream.ledger.schema import UtcDateTime, card_links, holds, inbox, postings, utcnow
-from hookstream.ledger.statements import CARD_COLUMNS, Prepared, statements_for
+from hookstream.ledger.schema import UtcDateTime, holds, inbox, postings, utcnow
+from hookstream.ledger.statements import Prepared, statements_for
 from hookstream.logs import get_logger
 from hookstream.settings import Settings
 

@@ -191,7 +191,7 @@ def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] =
         hs.label = "hookstream app under granian"
         hs.cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
                   "--port", "{port}", "--loop", "uvloop", "--workers", "1", "--no-access-log", "--log-level",
-                  "warning", "hookstream.ingest.app:create_app"]
+                  "warning", "hookstream.ingest.app:served_app"]
         targets.insert(1, hs)
     for variant in variants:  # NAME=PYTHON: another hookstream version (its venv), for A/B rounds
         name, python = variant.split("=", 1)

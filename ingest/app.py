@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hookstream import metrics, tracing
+from hookstream import heap, metrics, tracing
 from hookstream.ingest.authorization import Decider, load_policy
 from hookstream.ingest.forwarder import drain, run_forwarder
 from hookstream.ingest.openapi import openapi_route
@@ -79,8 +79,17 @@ class Probes:
         return None
 
 
-def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> Starlette:
-    """The receiver app. Everything that touches Kafka or disk starts in the lifespan."""
+def served_app() -> Starlette:
+    """The app `hookstream ingest` serves (uvicorn's factory, in every worker): once started, its heap is settled."""
+    return create_app(settle_heap=True)
+
+
+def create_app(settings: Settings | None = None, publisher: Publisher | None = None, *,
+               settle_heap: bool = False) -> Starlette:
+    """The receiver app. Everything that touches Kafka or disk starts in the lifespan.
+
+    `settle_heap`: freeze start-up's objects out of the collector's passes once started (`hookstream.heap`);
+    for a process that runs only this app (tests that start many apps in one process leave it off)."""
     settings = settings or get_settings()
     # `ingest --workers N` imports this factory in fresh processes: they need the redacting setup too.
     configure_logging(settings.log_level, settings.log_format)
@@ -120,6 +129,8 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             spool, publisher, spool_io, settings.spool_forward_interval_s, settings.delivery_timeout_s))
         log.info("ingest.started", path=WEBHOOK_PATH, spool_depth=spool.depth,
                  kafka=settings.kafka_bootstrap, policy=settings.authorization_policy)
+        if settle_heap:
+            heap.settle()
         try:
             yield
         finally:

@@ -36,7 +36,7 @@ def ingest(host: str, port: int, workers: int) -> None:
     get_logger("hookstream.ingest").info("ingest.starting", url=f"http://{host}:{port}/webhooks/cryptomate",
                                          workers=workers)
     uvicorn.run(
-        "hookstream.ingest.app:create_app",
+        "hookstream.ingest.app:served_app",
         factory=True,
         host=host,
         port=port,

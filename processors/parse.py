@@ -19,16 +19,17 @@ def parse_record(record: Any, headers: dict[str, str], event_types: frozenset[st
     """
     envelope = parse_envelope(record.value)
     loggable_id = loggable_operation_id(envelope)
-    log = log.bind(operation_id=loggable_id, event_type=envelope.event_type)
     if event_types is not None and envelope.event_type not in event_types:
-        return None, log
+        return None, log.bind(operation_id=loggable_id, event_type=envelope.event_type)
     route = route_for(envelope)
     event = Event(
         envelope=envelope, data=parse_data(envelope, route), dedup_key=dedup_key(envelope, loggable_id),
         topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
         value=record.value, headers=headers, received_at=received_at(headers),
     )
-    return event, log.bind(dedup_key=event.dedup_key)
+    # One bind (a copy of the logger's context) per record: a record that fails to parse raises before it,
+    # and is logged with the caller's `log` (topic, partition, offset).
+    return event, log.bind(operation_id=loggable_id, event_type=envelope.event_type, dedup_key=event.dedup_key)
 
 
 def received_at(headers: dict[str, str]) -> datetime | None:

@@ -28,3 +28,24 @@ def test_sensitive_keys_and_registered_secrets_are_masked():
     assert line["exit_code"] == 1
     assert "very-secret-webhook-key" not in out.getvalue()
     assert line["operation_id"] == "op"
+
+
+def test_timestamps_are_iso_utc_with_microseconds_and_follow_the_clock_across_seconds(monkeypatch):
+    from datetime import UTC, datetime
+
+    import hookstream.logs as logs
+
+    stamp = logs._UtcStamp()
+    # Fake time only: the same second twice (the cached prefix), the next second, the next day, and back.
+    for now in (1764680511.455947, 1764680511.999999, 1764680512.000001, 1764766911.5, 1764680511.25):
+        monkeypatch.setattr(logs.time, "time", lambda now=now: now)
+        written = stamp(None, "info", {})["timestamp"]
+        expected = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert written == expected, (now, written)
+    # …and what a configured logger writes parses back as UTC.
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    monkeypatch.undo()
+    structlog.get_logger("t").info("evt")
+    parsed = datetime.fromisoformat(json.loads(out.getvalue().splitlines()[-1])["timestamp"].replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None and abs((datetime.now(UTC) - parsed).total_seconds()) < 5

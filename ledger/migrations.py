@@ -49,6 +49,11 @@ def _v7(conn: Connection) -> None:
     decide_pg.install(conn)  # the function now refuses a hold for a closed operation
 
 
+def _v8(conn: Connection) -> None:
+    # Step 4 creates the outbox from today's table definition, which has the index already.
+    next(i for i in schema.outbox.indexes if i.name == "ix_outbox_claim").create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Migration] = [
     Migration(1, "create accounts, card_links, wallet_links, holds, postings, inbox", _v1),
@@ -58,6 +63,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "create unmatched_events", _v5),
     Migration(6, "add outbox.traceparent", _v6),
     Migration(7, "create closed_operations; reinstall hookstream_authorize (Postgres)", _v7),
+    Migration(8, "index outbox claims by (processor, status, id)", _v8),
 ]
 LATEST = MIGRATIONS[-1].version
 

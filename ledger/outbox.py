@@ -79,6 +79,7 @@ class Outbox:
         self.ledger = ledger
         lock = "FOR UPDATE SKIP LOCKED" if ledger.dialect == "postgresql" else ""
         self._claim = text(_CLAIM.format(lock=lock))
+        self._keys_seen: set[str] = set()  # api_rate_slots rows known to exist
 
     def claim(self, processor: str, owner: str, limit: int, lease_s: float, now: float) -> list[OutboxCommand]:
         """Up to `limit` due commands of `processor`, leased to `owner` until now + lease_s, oldest first.
@@ -88,9 +89,42 @@ class Outbox:
         if limit <= 0:
             return []
         with self.ledger.unit_of_work() as uow:
-            rows = uow.connection.execute(self._claim, {
-                "owner": owner, "until": now + lease_s, "processor": processor, "now": now, "limit": limit,
-            }).all()
+            return self._claim_in(uow.connection, processor, owner, limit, lease_s, now)
+
+    def claim_paced(self, processor: str, owner: str, limit: int, lease_s: float, now: float, key_id: str,
+                    rate: float, horizon_s: float = 1.0) -> list[tuple[OutboxCommand, float | None]]:
+        """`claim` and `reserve_slots` in one transaction: up to `limit` commands, as many as the key's rate
+        has send times for within `horizon_s`, each with its send time (None: its deadline has passed, to be
+        expired unsent; it takes no send time). No send time free: nothing is claimed."""
+        if limit <= 0:
+            return []
+        with self.ledger.unit_of_work() as uow:
+            return self._claim_paced_in(uow.connection, processor, owner, limit, lease_s, now, key_id, rate,
+                                        horizon_s)
+
+    def _claim_paced_in(self, conn: Any, processor: str, owner: str, limit: int, lease_s: float, now: float,
+                        key_id: str, rate: float, horizon_s: float) -> list[tuple[OutboxCommand, float | None]]:
+        first = self._next_free(conn, key_id, now)
+        interval = 1.0 / rate
+        room = min(limit, int((now + horizon_s - first) / interval) + 1) if first <= now + horizon_s else 0
+        claimed = self._claim_in(conn, processor, owner, room, lease_s, now) if room > 0 else []
+        out: list[tuple[OutboxCommand, float | None]] = []
+        at = first
+        for command in claimed:
+            if command.deadline is not None and now >= command.deadline:
+                out.append((command, None))
+            else:
+                out.append((command, at))
+                at += interval
+        if at != first:
+            conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
+        return out
+
+    def _claim_in(self, conn: Any, processor: str, owner: str, limit: int, lease_s: float,
+                  now: float) -> list[OutboxCommand]:
+        rows = conn.execute(self._claim, {
+            "owner": owner, "until": now + lease_s, "processor": processor, "now": now, "limit": limit,
+        }).all()
         out = [OutboxCommand(r.id, r.processor, r.kind, json.loads(r.payload), r.idempotency_key, r.order_key,
                              r.deadline, r.attempts, r.first_failed_at, r.origin_topic, r.origin_partition,
                              r.origin_offset, r.dedup_key, r.traceparent) for r in rows]
@@ -104,6 +138,42 @@ class Outbox:
                                      outbox.c.status == "pending")
                 .values(status=status, last_error=error, lease_owner=None, lease_until=None,
                         finished_at=utcnow())).rowcount == 1
+
+    def finish_many(self, settled: list[tuple[int, str, str | None]], owner: str) -> set[int]:
+        """Settle many commands in one transaction: (id, status, error) each; the ids settled (a command whose
+        lease was lost to another dispatcher is not among them)."""
+        if not settled:
+            return set()
+        with self.ledger.unit_of_work() as uow:
+            return self._finish_in(uow.connection, settled, owner)
+
+    def exchange(self, settled: list[tuple[int, str, str | None]], owner: str, processor: str, limit: int,
+                 lease_s: float, now: float, key_id: str, rate: float,
+                 horizon_s: float = 1.0) -> tuple[set[int], list[tuple[OutboxCommand, float | None]]]:
+        """A dispatcher's round in one transaction (one commit, one fsync): `finish_many(settled)`, then
+        `claim_paced(limit)`. If it fails, nothing of it happened."""
+        with self.ledger.unit_of_work() as uow:
+            conn = uow.connection
+            done = self._finish_in(conn, settled, owner) if settled else set()
+            claimed = self._claim_paced_in(conn, processor, owner, limit, lease_s, now, key_id, rate,
+                                           horizon_s) if limit > 0 else []
+            return done, claimed
+
+    @staticmethod
+    def _finish_in(conn: Any, settled: list[tuple[int, str, str | None]], owner: str) -> set[int]:
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for command_id, status, error in settled:
+            groups.setdefault((status, error), []).append(command_id)
+        done: set[int] = set()
+        finished_at = utcnow()
+        for (status, error), ids in groups.items():
+            for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit: chunks
+                done.update(conn.execute(
+                    update(outbox).where(outbox.c.id.in_(ids[start:start + 500]), outbox.c.lease_owner == owner,
+                                         outbox.c.status == "pending")
+                    .values(status=status, last_error=error, lease_owner=None, lease_until=None,
+                            finished_at=finished_at).returning(outbox.c.id)).scalars())
+        return done
 
     def retry_at(self, command_id: int, owner: str, due_at: float, first_failed_at: float, error: str) -> bool:
         """Give the command back, due again at `due_at` (epoch seconds)."""
@@ -130,20 +200,28 @@ class Outbox:
         interval = 1.0 / rate
         with self.ledger.unit_of_work() as uow:
             conn = uow.connection
-            # The row exists first, then is read under its row lock (Postgres; SQLite's BEGIN IMMEDIATE
-            # already serializes): two dispatchers never read the same `next_free`.
-            conn.execute(_insert(conn.dialect.name)(api_rate_slots).values(key_id=key_id, next_free=now)
-                         .on_conflict_do_nothing(index_elements=[api_rate_slots.c.key_id]))
-            next_free = conn.execute(select(api_rate_slots.c.next_free)
-                                     .where(api_rate_slots.c.key_id == key_id).with_for_update()).scalar_one()
             slots = []
-            at = max(now, next_free)
+            at = self._next_free(conn, key_id, now)
             while len(slots) < wanted and at <= now + horizon_s:
                 slots.append(at)
                 at += interval
             if slots:
                 conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
             return slots
+
+    def _next_free(self, conn: Any, key_id: str, now: float) -> float:
+        """The key's next free send time (no earlier than now), read under the key row's lock."""
+        # The row exists first, then is read under its row lock (Postgres; SQLite's BEGIN IMMEDIATE
+        # already serializes): two dispatchers never read the same `next_free`. Rows are never deleted:
+        # once seen, a key's row is only read (one statement a round instead of two).
+        read = select(api_rate_slots.c.next_free).where(api_rate_slots.c.key_id == key_id).with_for_update()
+        next_free = conn.execute(read).scalar_one_or_none() if key_id in self._keys_seen else None
+        if next_free is None:
+            conn.execute(_insert(conn.dialect.name)(api_rate_slots).values(key_id=key_id, next_free=now)
+                         .on_conflict_do_nothing(index_elements=[api_rate_slots.c.key_id]))
+            next_free = conn.execute(read).scalar_one()
+            self._keys_seen.add(key_id)
+        return max(now, next_free)
 
     def purge(self, processor: str, finished_before: datetime, limit: int = 1000) -> int:
         """Delete up to `limit` of `processor`'s settled commands finished before `finished_before`.

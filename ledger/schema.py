@@ -202,6 +202,9 @@ outbox = Table(
     CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
     Index(None, "processor", "status", "due_at"),
     Index(None, "order_key", "status"),
+    # The claim's order (migration 8): oldest pending first, read in index order up to the claim's LIMIT
+    # instead of sorting every pending command of the processor (a backlog of thousands made each claim ~10 ms).
+    Index("ix_outbox_claim", "processor", "status", "id"),
 )
 
 # One row per API key (by digest): the next instant a request may leave, shared by every dispatcher.

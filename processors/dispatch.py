@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import socket
 import sys
 import threading
@@ -37,6 +38,8 @@ from hookstream.processors.retry import Backoff, next_retry
 from hookstream.settings import Settings
 
 IDLE_S = 0.25  # longest wait between looks at the outbox (retries due, leases run out elsewhere)
+CLAIM_WINDOW = 4  # commands claimed per sender: a round's commit (an fsync) is slower than a request
+ROUND_GAP_S = 0.002  # pause after a busy round: what finishes meanwhile is settled and refilled together
 RATE_MARGIN = 0.1  # stay this far under the platform's limit (network jitter bunches arrivals)
 PURGE_EVERY_S = 300.0  # how often settled commands past their retention are deleted
 PURGE_BATCH = 1000  # rows per delete: short transactions, never a long lock on the outbox
@@ -86,7 +89,13 @@ class Dispatcher:
         self._clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._slots = threading.Semaphore(self.concurrency)
+        # Claimed and not yet finished: up to CLAIM_WINDOW × the requests in flight, so that one round (one
+        # transaction, one commit) claims enough to keep every sender busy until the next round.
+        self.window = self.concurrency * CLAIM_WINDOW
+        self._slots = threading.Semaphore(self.window)
+        # (command, "sent" | "expired", why) from the senders, settled by the loop a round at a time.
+        self._finished: queue.SimpleQueue[tuple[OutboxCommand, str, str | None]] = queue.SimpleQueue()
+        self._unsettled: list[tuple[OutboxCommand, str, str | None]] = []
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
         self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
@@ -124,9 +133,16 @@ class Dispatcher:
                 busy = False
             if time.monotonic() >= self._purge_due:
                 self.purge()
-            if not busy:
+            if busy:
+                # Let more requests finish before the next round: they are settled, and their slots refilled,
+                # a round at a time (two transactions), not one round per request.
+                self._stopping.wait(ROUND_GAP_S)
+            else:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
+        # Stopping: no new claims; the requests in flight finish (the caller bounds the wait) and are settled.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._settle_finished()
 
     def purge(self) -> int:
         """Delete this processor's commands settled longer than the retention ago (a few batches per call)."""
@@ -146,33 +162,70 @@ class Dispatcher:
         return deleted
 
     def _round(self) -> bool:
-        """Claim what fits in the free request slots and start sending it; True if it filled them."""
+        """Settle what finished, claim what fits in the free request slots and start sending it, in one
+        transaction; True if it did any of that (more may be due)."""
+        self._collect_finished()
         free = 0
-        while free < self.concurrency and self._slots.acquire(blocking=False):
+        while free < self.window and self._slots.acquire(blocking=False):
             free += 1
-        if free == 0:
+        if free == 0 and not self._unsettled:
             self._wake.wait(IDLE_S)  # all slots busy: a finishing request wakes us
             self._wake.clear()
             return True
-        claimed: list[OutboxCommand] = []
+        batch, self._unsettled = self._unsettled, []
         try:
-            now = self._clock()
-            claimed = self.outbox.claim(self.processor, self.owner, free, self.lease_s, now)
-            live = []
-            for command in claimed:
-                if command.deadline is not None and now >= command.deadline:
-                    self._expire(command, "deadline passed before sending")
+            try:
+                done, claimed = self.outbox.exchange([(c.id, status, error) for c, status, error in batch],
+                                                     self.owner, self.processor, free, self.lease_s, self._clock(),
+                                                     self.rate_key, self.rate)
+            except Exception:
+                self._unsettled = batch + self._unsettled  # settled with the next round (within their lease)
+                raise
+            self._report(batch, done)
+            for command, at in claimed:
+                if at is None:
+                    self._finished.put((command, "expired", "deadline passed before sending"))
                 else:
-                    live.append(command)
-            times = self.outbox.reserve_slots(self.rate_key, self.rate, len(live), now) if live else []
-            self.outbox.release([c.id for c in live[len(times):]], self.owner)  # no rate slot this round
-            for command, at in zip(live, times):
-                free -= 1
-                self._pool.submit(self._send, command, at)
-            return len(claimed) > 0 and len(times) == len(live) and free == 0
+                    free -= 1
+                    self._pool.submit(self._send, command, at)
+            return len(claimed) > 0 or len(batch) > 0
         finally:
             for _ in range(free):
                 self._slots.release()
+
+    def _collect_finished(self) -> None:
+        while True:
+            try:
+                self._unsettled.append(self._finished.get_nowait())
+            except queue.Empty:
+                return
+
+    def _settle_finished(self) -> None:
+        """Record the outcomes of the requests finished since the last round, in one transaction (on stop).
+
+        If the ledger refuses, past their lease the commands are sent again with the same Idempotency-Key
+        (the platform answers a replay as the first request)."""
+        self._collect_finished()
+        if not self._unsettled:
+            return
+        batch, self._unsettled = self._unsettled, []
+        try:
+            done = self.outbox.finish_many([(c.id, status, error) for c, status, error in batch], self.owner)
+        except Exception as exc:  # noqa: BLE001 — left to their leases
+            self.log.warning("dispatch.settle_failed", error=repr(exc)[:300], commands=len(batch))
+            return
+        self._report(batch, done)
+
+    def _report(self, batch: list[tuple[OutboxCommand, str, str | None]], done: set[int]) -> None:
+        for command, status, error in batch:
+            if command.id not in done:
+                self.log.warning("dispatch.lease_lost", **self._fields(command))
+            elif status == "sent":
+                metrics.outbox_commands.labels(self.processor, command.kind, "sent").inc()
+                self.log.info("dispatch.sent", **self._fields(command))
+            elif status == "expired":
+                metrics.outbox_commands.labels(self.processor, command.kind, "expired").inc()
+                self.log.warning("dispatch.expired", reason=error, **self._fields(command))
 
     def _send(self, command: OutboxCommand, at: float) -> None:
         if self._tracer is None:
@@ -193,7 +246,7 @@ class Dispatcher:
             if wait > 0:
                 time.sleep(wait)
             if command.deadline is not None and self._clock() >= command.deadline:
-                self._expire(command, "deadline passed before sending")
+                self._finished.put((command, "expired", "deadline passed before sending"))
                 return
             try:
                 if self._client is None:
@@ -202,9 +255,7 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 — every failure is classified
                 self._failed(command, classify_error(exc))
                 return
-            self._settle(command, "sent")
-            metrics.outbox_commands.labels(self.processor, command.kind, "sent").inc()
-            self.log.info("dispatch.sent", **self._fields(command))
+            self._finished.put((command, "sent", None))  # settled by the loop with the others (one transaction)
         except Exception as exc:  # noqa: BLE001 — never lose the slot; the lease brings the command back
             self.log.error("dispatch.send_crashed", error=repr(exc)[:300], **self._fields(command))
         finally:
@@ -227,7 +278,7 @@ class Dispatcher:
                              retry_after=failure.retry_after, **err, **self._fields(command))
             return
         if verdict == "expired":
-            self._expire(command, failure.message)
+            self._finished.put((command, "expired", failure.message))
             return
         try:
             dlq_offset = self._dead_letters.send_command(command, failure)
@@ -239,11 +290,6 @@ class Dispatcher:
         metrics.outbox_commands.labels(self.processor, command.kind, "dead_lettered").inc()
         metrics.dead_lettered.labels(self.processor, failure.error_type).inc()
         self.log.error("dispatch.dead_lettered", dlq_offset=dlq_offset, **err, **self._fields(command))
-
-    def _expire(self, command: OutboxCommand, why: str) -> None:
-        self._settle(command, "expired", why)
-        metrics.outbox_commands.labels(self.processor, command.kind, "expired").inc()
-        self.log.warning("dispatch.expired", reason=why, **self._fields(command))
 
     # --- recording outcomes ---------------------------------------------------------------------
     def _settle(self, command: OutboxCommand, status: str, error: str | None = None) -> None:

@@ -97,3 +97,32 @@ def test_settled_commands_are_purged_after_the_retention_pending_ones_never(ledg
     assert later.purge() == 2
     assert box.counts("p") == {"pending": 1}, "a pending command is never purged"
     assert box.counts("q") == {"sent": 1}, "another processor's commands are its own dispatcher's"
+
+
+def test_a_dispatcher_round_settles_and_claims_in_one_transaction_paced_by_the_shared_schedule(ledger: Ledger) -> None:
+    """`exchange`: what finished is settled (a lost lease is not), then as many commands as the key's schedule
+    has send times for are claimed, each with its own time 1/rate apart; an expired one takes no time."""
+    now = time.time()
+    with ledger.unit_of_work() as uow:
+        enqueue(uow, [command(f"k{i}") for i in range(6)]
+                + [{**command("late"), "deadline": now - 1}] + [command(f"m{i}") for i in range(30)])
+    box = Outbox(ledger)
+    rate = 10.0
+    done, first = box.exchange([], "d", "p", 8, lease_s=30, now=now, key_id="key", rate=rate)
+    assert done == set()
+    assert [c.idempotency_key for c, _ in first] == ["k0", "k1", "k2", "k3", "k4", "k5", "late", "m0"]
+    times = [at for c, at in first if c.idempotency_key != "late"]
+    assert dict((c.idempotency_key, at) for c, at in first)["late"] is None, "past its deadline: no send time"
+    assert times == sorted(times) and all(abs((b - a) - 1 / rate) < 1e-6 for a, b in zip(times, times[1:]))
+    # Another dispatcher took k0 over (its lease ran out): this one's settle of k0 does not count.
+    stolen = box.claim("p", "other", 1, lease_s=30, now=now + 31)
+    assert [c.idempotency_key for c in stolen] == ["k0"]
+    ids = {c.idempotency_key: c.id for c, _ in first}
+    settled = [(ids["k0"], "sent", None), (ids["k1"], "sent", None), (ids["late"], "expired", "deadline passed")]
+    done, second = box.exchange(settled, "d", "p", 100, lease_s=30, now=now, key_id="key", rate=rate)
+    assert done == {ids["k1"], ids["late"]}
+    # The schedule has room for 1 s at 10/s from the next free time: 11 slots, 7 of them taken already.
+    assert len(second) == 4 and [at for _, at in second][0] >= times[-1] + 1 / rate - 1e-6
+    assert box.counts("p") == {"sent": 1, "expired": 1, "pending": 35}
+    assert box.finish_many([(ids["k0"], "sent", None)], "other") == {ids["k0"]}, "its lease holder settles it"
+    assert box.finish_many([(ids["k0"], "sent", None)], "other") == set(), "settled once"

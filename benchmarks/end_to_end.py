@@ -121,9 +121,11 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
                    timeout=30).raise_for_status()
         warm = challenges(base, int(args.rate * args.warmup))
         load = challenges(base, int(args.rate * args.seconds))
-        # The receiver (default static policy: 3DS challenges are not decided there) and the processor(s).
+        # The receiver (its default ledger policy decides card authorizations, not 3DS challenges: it opens the
+        # ledger the processors use, as in a deployment) and the processor(s).
         ingest = procs.start(["ingest", "--port", str(ingest_port)],
                              {"HOOKSTREAM_KAFKA_BOOTSTRAP": args.bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
+                              "HOOKSTREAM_DATABASE_URL": url,
                               "HOOKSTREAM_WEBHOOK_KEYS": WEBHOOK_KEY, "HOOKSTREAM_LOG_LEVEL": args.log_level,
                               "HOOKSTREAM_SPOOL_DIR": str(work / "spool")},
                              name="ingest", ready_url=f"http://127.0.0.1:{ingest_port}/readyz")
@@ -140,7 +142,10 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             processors.append((proc, f"http://127.0.0.1:{port}/metrics"))
 
         def handled() -> float:
-            return sum(total(scrape(m), "hookstream_processed_total", processor="three-ds") for _, m in processors)
+            """Challenges carried through: answered by the outbox dispatcher (sent, or settled otherwise), not
+            only decided — the API call leaves after the decision's commit."""
+            return sum(total(scrape(m), "hookstream_outbox_commands_total", processor="three-ds", outcome=o)
+                       for _, m in processors for o in ("sent", "expired", "dead_lettered"))
 
         def send(batch: list[bytes]) -> Any:
             headers = {"X-Webhook-Key": WEBHOOK_KEY, "Content-Type": "application/json",
@@ -163,7 +168,7 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         load_before = load_average()
         result = send(load)
         sent_done = time.monotonic()
-        done = drain(len(warm) + len(load), args.drain_timeout)
+        done = drain(len(warm) + len(load), args.drain_timeout)  # every challenge's API call settled
         drained_s = time.monotonic() - sent_done
         cpu_after = [cpu_seconds(pid) for pid in pids]
         load_after = load_average()

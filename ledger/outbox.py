@@ -70,6 +70,7 @@ RETURNING id, processor, kind, payload, idempotency_key, order_key, deadline, at
 
 
 SETTLED = ("sent", "expired", "dead")
+RELEASED = "released"  # in `finish_many`/`exchange`: given back unsent (not a status a command keeps)
 
 
 class Outbox:
@@ -140,8 +141,9 @@ class Outbox:
                         finished_at=utcnow())).rowcount == 1
 
     def finish_many(self, settled: list[tuple[int, str, str | None]], owner: str) -> set[int]:
-        """Settle many commands in one transaction: (id, status, error) each; the ids settled (a command whose
-        lease was lost to another dispatcher is not among them)."""
+        """Settle many commands in one transaction: (id, status, error) each, status one of SETTLED or RELEASED
+        (given back unsent, as `release`); the ids settled (a command whose lease was lost to another
+        dispatcher is not among them)."""
         if not settled:
             return set()
         with self.ledger.unit_of_work() as uow:
@@ -167,12 +169,16 @@ class Outbox:
         done: set[int] = set()
         finished_at = utcnow()
         for (status, error), ids in groups.items():
+            if status == RELEASED:  # not attempted: due again at once, the attempt not counted
+                values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "attempts": outbox.c.attempts - 1}
+            else:
+                values = {"status": status, "last_error": error, "lease_owner": None, "lease_until": None,
+                          "finished_at": finished_at}
             for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit: chunks
                 done.update(conn.execute(
                     update(outbox).where(outbox.c.id.in_(ids[start:start + 500]), outbox.c.lease_owner == owner,
                                          outbox.c.status == "pending")
-                    .values(status=status, last_error=error, lease_owner=None, lease_until=None,
-                            finished_at=finished_at).returning(outbox.c.id)).scalars())
+                    .values(**values).returning(outbox.c.id)).scalars())
         return done
 
     def retry_at(self, command_id: int, owner: str, due_at: float, first_failed_at: float, error: str) -> bool:

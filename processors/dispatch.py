@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from hookstream import metrics, tracing
-from hookstream.ledger.outbox import Outbox, OutboxCommand
+from hookstream.ledger.outbox import RELEASED, Outbox, OutboxCommand
 from hookstream.logs import get_logger
 from hookstream.processors.errors import Failure, classify_error
 from hookstream.processors.retry import Backoff, next_retry
@@ -44,6 +44,15 @@ RATE_MARGIN = 0.1  # stay this far under the platform's limit (network jitter bu
 PURGE_EVERY_S = 300.0  # how often settled commands past their retention are deleted
 PURGE_BATCH = 1000  # rows per delete: short transactions, never a long lock on the outbox
 SETTLE_ATTEMPTS = 5  # tries to record a command's outcome before leaving it to its lease
+
+
+def late_bound_s(limit_per_s: float) -> float:
+    """How late after its send time a command may still be sent: a claimed command that reaches a sender later
+    goes back unsent. Send times are 1 / (limit / (1 + RATE_MARGIN)) apart; sent up to L late, a 1-second window
+    holds at most (1 + L) × limit / (1 + RATE_MARGIN) + 1 requests (the +1: both ends of the window), which
+    stays within the limit for L ≤ (1 + RATE_MARGIN) × (limit − 1) / limit − 1 (15/s: 26 ms). At least 5 ms:
+    a sender's wake-up is not exact."""
+    return max(0.005, (1 + RATE_MARGIN) * (limit_per_s - 1) / limit_per_s - 1)
 
 
 def rate_key(settings: Settings) -> str:
@@ -76,6 +85,7 @@ class Dispatcher:
         self.concurrency = settings.dispatch_concurrency
         self.lease_s = settings.dispatch_lease_s
         self.rate = settings.api_rate_limit_per_s / (1 + RATE_MARGIN)
+        self.late_s = late_bound_s(settings.api_rate_limit_per_s)
         self.rate_key = rate_key(settings)
         # No attempt count: a command is retried until its deadline, or for the retry budget when it has
         # none — an API outage of minutes must not dead-letter a virtual-balance override or an unblock.
@@ -135,7 +145,7 @@ class Dispatcher:
                 self.purge()
             if busy:
                 # Let more requests finish before the next round: they are settled, and their slots refilled,
-                # a round at a time (two transactions), not one round per request.
+                # a round (one transaction) at a time, not one round per request.
                 self._stopping.wait(ROUND_GAP_S)
             else:
                 self._wake.wait(IDLE_S)
@@ -220,6 +230,8 @@ class Dispatcher:
         for command, status, error in batch:
             if command.id not in done:
                 self.log.warning("dispatch.lease_lost", **self._fields(command))
+            elif status == RELEASED:
+                self.log.info("dispatch.send_time_missed", **self._fields(command))
             elif status == "sent":
                 metrics.outbox_commands.labels(self.processor, command.kind, "sent").inc()
                 self.log.info("dispatch.sent", **self._fields(command))
@@ -245,6 +257,11 @@ class Dispatcher:
             wait = at - self._clock()
             if wait > 0:
                 time.sleep(wait)
+            elif -wait > self.late_s:
+                # Its send time passed while it waited for a sender (requests slower than usual): sent now it
+                # would bunch with the next ones over the platform's limit. Given back, it gets a new time.
+                self._finished.put((command, RELEASED, None))
+                return
             if command.deadline is not None and self._clock() >= command.deadline:
                 self._finished.put((command, "expired", "deadline passed before sending"))
                 return

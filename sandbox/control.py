@@ -134,8 +134,13 @@ def build_routes(sandbox: Sandbox) -> list[Route]:
         if request.method == "POST":
             body = await _body(request)
             status = int(body.get("status", 500))
-            if status not in (302, 400, 401, 404, 412, 429, 500, 502, 503, 504):
-                raise BadInput("status must be one of 302, 400, 401, 404, 412, 429, 500, 502, 503, 504")
+            delay_s = body.get("delay_s")
+            if delay_s is not None and not (isinstance(delay_s, (int, float)) and 0 < delay_s <= 60):
+                raise BadInput("delay_s must be a number of seconds in (0, 60]")
+            if status == 200 and delay_s is None:
+                raise BadInput("status 200 (a slow but real answer) needs delay_s")
+            if status not in (200, 302, 400, 401, 404, 412, 429, 500, 502, 503, 504):
+                raise BadInput("status must be one of 200 (with delay_s), 302, 400, 401, 404, 412, 429, 500, 502, 503, 504")
             seconds, count = body.get("seconds"), body.get("count")
             if seconds is None and count is None:
                 raise BadInput("give seconds or count")
@@ -145,7 +150,8 @@ def build_routes(sandbox: Sandbox) -> list[Route]:
             fault = {"id": uuid.uuid4().hex[:8], "status": status, "paths": paths,
                      "until": None if seconds is None else sandbox.clock() + float(seconds),
                      "remaining": None if count is None else int(count),
-                     "retry_after": body.get("retry_after"), "message": body.get("message"), "hits": 0}
+                     "retry_after": body.get("retry_after"), "message": body.get("message"), "hits": 0,
+                     "delay_s": delay_s}
             sandbox.faults.append(fault)
             return _reply(fault, 201)
         return _reply(sandbox.faults)

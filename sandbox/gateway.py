@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -108,15 +109,21 @@ async def _answer(sandbox: Sandbox, ep: Endpoint, request: Request, raw: bytes, 
                   idem: str | None, record: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
     try:
         fault = _active_fault(sandbox, ep, request.url.path)
-        if fault is not None:
+        slow = fault is not None and fault["status"] == 200  # a slow platform: the real answer, late
+        if fault is not None and not slow:
             record["fault"] = fault["id"]
+            if fault.get("delay_s"):
+                await asyncio.sleep(fault["delay_s"])
             return _fault_answer(fault)
-        if sandbox.config.rate_limit_enabled:
+        if sandbox.config.rate_limit_enabled:  # counted when the request arrives, however long it then takes
             scopes = [f"ip:{request.client.host if request.client else '-'}"] + ([f"key:{key}"] if key else [])
             retry_after = sandbox.limiter.check(scopes)
             if retry_after is not None:
                 raise PlatformError(429, "TOO_MANY_REQUESTS", f"Rate limit exceeded. Retry after {retry_after} seconds",
                                     {"Retry-After": str(retry_after)})
+        if slow:
+            record["fault"] = fault["id"]
+            await asyncio.sleep(fault["delay_s"])
         level = sandbox.state.api_keys.get(key or "")
         if level is None or level < ep.level:
             raise PlatformError(401, "API_ERROR", ACCESS_DENIED)

@@ -161,3 +161,29 @@ def test_sigkill_of_the_sending_process_mid_stream_sends_each_command_once_in_ef
 
         statuses = dict(uow.connection.execute(text("SELECT status, count(*) FROM outbox GROUP BY status")).all())
     assert statuses == {"sent": len(codes)}
+
+
+def test_a_slow_platform_keeps_the_requests_within_its_rate_limit_and_each_answer_goes_once(
+        e2e_settings, e2e_ledger, start_pipeline, start_processor):
+    """The dispatcher claims more commands than it has senders (one transaction a round); when the platform
+    answers slowly, claimed commands wait for a sender past their send time. Sent then, they would bunch over
+    the platform's 15 requests/s: they go back unsent and get a new time instead."""
+    fund(e2e_ledger, "acct-1", "1000.00", cards={"crd_webhook": "WEBHOOK"})
+    sandbox = start_pipeline(e2e_settings, generation="B")
+    # Every card endpoint answers correctly, but 1.5 s late, for the first 6 s: 8 senders, 13.6 sends/s paced.
+    sandbox.control("POST", "faults", json={"status": 200, "delay_s": 1.5, "seconds": 6, "paths": CARD_PATHS})
+    codes = [sandbox.trigger("3ds", card_id="crd_webhook", transaction_amount="1.00")["code"] for _ in range(60)]
+    sandbox.delivered("notification_3ds_authorization", 60)
+    three_ds = start_processor("three-ds", e2e_settings, api_url=sandbox.base)
+
+    keys = {three_ds_key(c) for c in codes}
+    wait_until(lambda: set(applied(sandbox.calls("/3ds-authorization"))) >= keys, "every answer applied", 120)
+    calls = sandbox.calls("/3ds-authorization")
+    assert applied(calls) == Counter({k: 1 for k in keys}), "a command applied twice or never"
+    assert any(c["fault"] for c in calls), "the slow answers were not seen by the dispatcher"
+    assert three_ds.log_events("dispatch.send_time_missed"), "no claimed command waited past its send time"
+    arrivals = sorted(datetime.fromisoformat(c["at"]).timestamp() for c in calls)
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    assert busiest <= 15, f"{busiest} requests within one second (the platform allows 15)"
+    assert not [c for c in calls if c["status"] == 429], "the platform's rate limit refused a request"
+    assert three_ds.outcome("dead_lettered") == 0

@@ -7,7 +7,7 @@ import threading
 import time
 
 from hookstream.ledger import Ledger
-from hookstream.ledger.outbox import Outbox, enqueue
+from hookstream.ledger.outbox import RELEASED, Outbox, enqueue
 
 
 def command(key: str, order_key: str | None = None, due_at: float = 0.0) -> dict:
@@ -126,3 +126,7 @@ def test_a_dispatcher_round_settles_and_claims_in_one_transaction_paced_by_the_s
     assert box.counts("p") == {"sent": 1, "expired": 1, "pending": 35}
     assert box.finish_many([(ids["k0"], "sent", None)], "other") == {ids["k0"]}, "its lease holder settles it"
     assert box.finish_many([(ids["k0"], "sent", None)], "other") == set(), "settled once"
+    # A command whose send time passed before a sender took it goes back unsent: due again, attempt not counted.
+    assert box.finish_many([(ids["k2"], RELEASED, None)], "d") == {ids["k2"]}
+    done, again = box.exchange([], "d2", "p", 1, lease_s=30, now=now + 2, key_id="key", rate=rate)
+    assert [(c.idempotency_key, c.attempts) for c, _ in again] == [("k2", 1)]

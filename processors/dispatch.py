@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookstream import metrics, tracing
 from hookstream.ledger.outbox import RELEASED, Outbox, OutboxCommand
@@ -74,6 +74,15 @@ def send(client: Any, command: OutboxCommand) -> None:
         raise ValueError(f"unknown API command {command.kind!r}")
 
 
+class _Finished(NamedTuple):
+    """A request's outcome, waiting for the loop's next round to be recorded."""
+
+    command: OutboxCommand
+    status: str  # "sent", "expired", or RELEASED (given back unsent)
+    error: str | None = None
+    span: dict[str, str] = {}  # trace_id/span_id of the dispatch span, for its log line (never mutated)
+
+
 class Dispatcher:
     """Sends one processor's outbox commands until `stop()`."""
 
@@ -104,8 +113,8 @@ class Dispatcher:
         self.window = self.concurrency * CLAIM_WINDOW
         self._slots = threading.Semaphore(self.window)
         # (command, "sent" | "expired", why) from the senders, settled by the loop a round at a time.
-        self._finished: queue.SimpleQueue[tuple[OutboxCommand, str, str | None]] = queue.SimpleQueue()
-        self._unsettled: list[tuple[OutboxCommand, str, str | None]] = []
+        self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._unsettled: list[_Finished] = []
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
         self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
@@ -185,7 +194,7 @@ class Dispatcher:
         batch, self._unsettled = self._unsettled, []
         try:
             try:
-                done, claimed = self.outbox.exchange([(c.id, status, error) for c, status, error in batch],
+                done, claimed = self.outbox.exchange([(f.command.id, f.status, f.error) for f in batch],
                                                      self.owner, self.processor, free, self.lease_s, self._clock(),
                                                      self.rate_key, self.rate)
             except Exception:
@@ -194,7 +203,7 @@ class Dispatcher:
             self._report(batch, done)
             for command, at in claimed:
                 if at is None:
-                    self._finished.put((command, "expired", "deadline passed before sending"))
+                    self._finished.put(_Finished(command, "expired", "deadline passed before sending"))
                 else:
                     free -= 1
                     self._pool.submit(self._send, command, at)
@@ -220,24 +229,31 @@ class Dispatcher:
             return
         batch, self._unsettled = self._unsettled, []
         try:
-            done = self.outbox.finish_many([(c.id, status, error) for c, status, error in batch], self.owner)
+            done = self.outbox.finish_many([(f.command.id, f.status, f.error) for f in batch], self.owner)
         except Exception as exc:  # noqa: BLE001 — left to their leases
             self.log.warning("dispatch.settle_failed", error=repr(exc)[:300], commands=len(batch))
             return
         self._report(batch, done)
 
-    def _report(self, batch: list[tuple[OutboxCommand, str, str | None]], done: set[int]) -> None:
-        for command, status, error in batch:
+    def _report(self, batch: list[_Finished], done: set[int]) -> None:
+        for command, status, error, span in batch:
             if command.id not in done:
-                self.log.warning("dispatch.lease_lost", **self._fields(command))
+                self.log.warning("dispatch.lease_lost", **span, **self._fields(command))
             elif status == RELEASED:
-                self.log.info("dispatch.send_time_missed", **self._fields(command))
+                self.log.info("dispatch.send_time_missed", **span, **self._fields(command))
             elif status == "sent":
                 metrics.outbox_commands.labels(self.processor, command.kind, "sent").inc()
-                self.log.info("dispatch.sent", **self._fields(command))
+                self.log.info("dispatch.sent", **span, **self._fields(command))
             elif status == "expired":
                 metrics.outbox_commands.labels(self.processor, command.kind, "expired").inc()
-                self.log.warning("dispatch.expired", reason=error, **self._fields(command))
+                self.log.warning("dispatch.expired", reason=error, **span, **self._fields(command))
+
+    def _finish_later(self, command: OutboxCommand, status: str, error: str | None = None) -> None:
+        """Hand an outcome to the loop, which settles a round's outcomes in one transaction; its log line
+        carries the dispatch span this happened in (it is written after the span ended)."""
+        current = tracing.current_ids() if self._tracer is not None else None
+        span = {"trace_id": current[0], "span_id": current[1]} if current is not None else {}
+        self._finished.put(_Finished(command, status, error, span))
 
     def _send(self, command: OutboxCommand, at: float) -> None:
         if self._tracer is None:
@@ -260,10 +276,10 @@ class Dispatcher:
             elif -wait > self.late_s:
                 # Its send time passed while it waited for a sender (requests slower than usual): sent now it
                 # would bunch with the next ones over the platform's limit. Given back, it gets a new time.
-                self._finished.put((command, RELEASED, None))
+                self._finish_later(command, RELEASED)
                 return
             if command.deadline is not None and self._clock() >= command.deadline:
-                self._finished.put((command, "expired", "deadline passed before sending"))
+                self._finish_later(command, "expired", "deadline passed before sending")
                 return
             try:
                 if self._client is None:
@@ -272,7 +288,7 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 — every failure is classified
                 self._failed(command, classify_error(exc))
                 return
-            self._finished.put((command, "sent", None))  # settled by the loop with the others (one transaction)
+            self._finish_later(command, "sent")
         except Exception as exc:  # noqa: BLE001 — never lose the slot; the lease brings the command back
             self.log.error("dispatch.send_crashed", error=repr(exc)[:300], **self._fields(command))
         finally:
@@ -295,7 +311,7 @@ class Dispatcher:
                              retry_after=failure.retry_after, **err, **self._fields(command))
             return
         if verdict == "expired":
-            self._finished.put((command, "expired", failure.message))
+            self._finish_later(command, "expired", failure.message)
             return
         try:
             dlq_offset = self._dead_letters.send_command(command, failure)

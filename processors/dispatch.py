@@ -115,6 +115,7 @@ class Dispatcher:
         # (command, "sent" | "expired", why) from the senders, settled by the loop a round at a time.
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._unsettled: list[_Finished] = []
+        self._queued: dict[int, OutboxCommand] = {}  # claimed, waiting for a sender (given back on stop)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
         self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
@@ -159,8 +160,11 @@ class Dispatcher:
             else:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
-        # Stopping: no new claims; the requests in flight finish (the caller bounds the wait) and are settled.
+        # Stopping: no new claims; the requests in flight finish (the caller bounds the wait) and are settled,
+        # and the claimed commands no sender took yet are given back at once (not left to their lease).
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for command in list(self._queued.values()):
+            self._finished.put(_Finished(command, RELEASED))
         self._settle_finished()
 
     def purge(self) -> int:
@@ -206,6 +210,7 @@ class Dispatcher:
                     self._finished.put(_Finished(command, "expired", "deadline passed before sending"))
                 else:
                     free -= 1
+                    self._queued[command.id] = command
                     self._pool.submit(self._send, command, at)
             return len(claimed) > 0 or len(batch) > 0
         finally:
@@ -256,6 +261,7 @@ class Dispatcher:
         self._finished.put(_Finished(command, status, error, span))
 
     def _send(self, command: OutboxCommand, at: float) -> None:
+        self._queued.pop(command.id, None)
         if self._tracer is None:
             self._send_one(command, at)
             return

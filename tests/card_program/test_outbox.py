@@ -187,3 +187,32 @@ def test_a_slow_platform_keeps_the_requests_within_its_rate_limit_and_each_answe
     assert busiest <= 15, f"{busiest} requests within one second (the platform allows 15)"
     assert not [c for c in calls if c["status"] == 429], "the platform's rate limit refused a request"
     assert three_ds.outcome("dead_lettered") == 0
+
+
+def test_a_stopping_dispatcher_gives_back_what_no_sender_took_and_each_answer_goes_once(
+        e2e_settings, e2e_ledger, start_pipeline, start_processor):
+    """Claimed ahead of its senders, a command not yet sent when the process is asked to stop goes back at
+    once (not after its lease): the next process sends it without waiting; the requests in flight finish."""
+    from sqlalchemy import text
+
+    fund(e2e_ledger, "acct-1", "1000.00", cards={"crd_webhook": "WEBHOOK"})
+    sandbox = start_pipeline(e2e_settings, generation="B")
+    sandbox.control("POST", "faults", json={"status": 200, "delay_s": 2, "seconds": 30, "paths": CARD_PATHS})
+    codes = [sandbox.trigger("3ds", card_id="crd_webhook", transaction_amount="1.00")["code"] for _ in range(40)]
+    sandbox.delivered("notification_3ds_authorization", 40)
+    lease = {"HOOKSTREAM_DISPATCH_LEASE_S": "120"}  # far longer than the test: only a release brings them back
+    first = start_processor("three-ds", e2e_settings, api_url=sandbox.base, **lease)
+    wait_until(lambda: len(sandbox.calls("/3ds-authorization")) >= 8, "8 slow requests in flight", 60)
+    assert first.proc.stop(30) == 0, "the processor did not stop cleanly"
+    with e2e_ledger.unit_of_work(read_only=True) as uow:
+        leased = uow.connection.execute(text(
+            "SELECT count(*) FROM outbox WHERE status = 'pending' AND lease_owner IS NOT NULL")).scalar_one()
+        sent = uow.connection.execute(text("SELECT count(*) FROM outbox WHERE status = 'sent'")).scalar_one()
+    assert leased == 0, f"{leased} commands left leased by a stopped dispatcher"
+    assert sent >= 8, "the requests in flight were not recorded before the process ended"
+
+    sandbox.control("DELETE", "faults")
+    start_processor("three-ds", e2e_settings, api_url=sandbox.base, **lease)
+    keys = {three_ds_key(c) for c in codes}
+    wait_until(lambda: set(applied(sandbox.calls("/3ds-authorization"))) >= keys, "every answer after the restart", 60)
+    assert applied(sandbox.calls("/3ds-authorization")) == Counter({k: 1 for k in keys})

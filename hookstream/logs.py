@@ -108,8 +108,9 @@ def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dic
 
 class _UtcStamp:
     """structlog processor: `timestamp`, ISO 8601 in UTC with microseconds ("2026-12-02T12:41:51.455947Z"), as
-    structlog's TimeStamper(fmt="iso", utc=True) writes it, at a quarter of its cost: the date and time of
-    day are formatted once per second (one line per processed event makes this a per-event cost)."""
+    structlog's TimeStamper(fmt="iso", utc=True) writes it (except that an exact second keeps its ".000000"), at
+    a quarter of its cost: the date and time of day are formatted once per second (one line per processed event
+    makes this a per-event cost)."""
 
     def __init__(self) -> None:
         self._cached = (-1, "")  # (second, its formatted prefix): replaced whole, so threads never see a mix

@@ -136,7 +136,8 @@ class Dispatcher:
         return self._thread.is_alive() or self._stopping.is_set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop claiming; let requests in flight finish (bounded). Unsettled ones keep their lease."""
+        """Stop claiming; let requests in flight finish (bounded) and record them; give back what no sender took.
+        What is still unrecorded when the bound runs out keeps its lease (sent again after it, same key)."""
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout_s)

@@ -10,8 +10,12 @@ One retry policy: failures are classified by `errors.classify_error` and timed b
 HOOKSTREAM_DISPATCH_RETRY_BUDGET_S after the first failure when it has none (never a count of attempts:
 a long API outage delays commands, it does not dead-letter them). Permanent failures and commands past
 the budget are dead-lettered with their origin; commands whose deadline passed are expired and counted,
-never sent late. Requests of every dispatcher sharing
-an API key are spaced through one ledger row (`Outbox.reserve_slots`).
+never sent late. Requests of every dispatcher sharing an API key are spaced through one ledger row.
+
+A round is one transaction (`Outbox.exchange`): record the outcomes finished since the last round, then claim
+the next commands with their send times on that shared schedule — up to CLAIM_WINDOW per sender, so a commit
+(an fsync) is not paid per request. A claimed command that reaches a sender too late for its send time goes
+back unsent (`late_bound_s`), so a slow platform never makes the next requests bunch over its limit.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 `enqueue` runs inside the event's claim transaction (so a command exists if and only if the event's
 effects committed). Dispatchers claim due commands under a lease in short transactions of their own,
 never across an HTTP call; a dispatcher that dies leaves its lease to run out, and the command is sent
-again with the same Idempotency-Key. `reserve_slots` spaces the requests of every dispatcher sharing
-an API key through one database row.
+again with the same Idempotency-Key. A dispatcher's round (`exchange`) records outcomes and claims the next
+commands with send times read from one row per API key, so every dispatcher sharing the key shares one schedule.
 """
 
 from __future__ import annotations
@@ -92,17 +92,6 @@ class Outbox:
         with self.ledger.unit_of_work() as uow:
             return self._claim_in(uow.connection, processor, owner, limit, lease_s, now)
 
-    def claim_paced(self, processor: str, owner: str, limit: int, lease_s: float, now: float, key_id: str,
-                    rate: float, horizon_s: float = 1.0) -> list[tuple[OutboxCommand, float | None]]:
-        """`claim` and `reserve_slots` in one transaction: up to `limit` commands, as many as the key's rate
-        has send times for within `horizon_s`, each with its send time (None: its deadline has passed, to be
-        expired unsent; it takes no send time). No send time free: nothing is claimed."""
-        if limit <= 0:
-            return []
-        with self.ledger.unit_of_work() as uow:
-            return self._claim_paced_in(uow.connection, processor, owner, limit, lease_s, now, key_id, rate,
-                                        horizon_s)
-
     def _claim_paced_in(self, conn: Any, processor: str, owner: str, limit: int, lease_s: float, now: float,
                         key_id: str, rate: float, horizon_s: float) -> list[tuple[OutboxCommand, float | None]]:
         first = self._next_free(conn, key_id, now)
@@ -142,7 +131,7 @@ class Outbox:
 
     def finish_many(self, settled: list[tuple[int, str, str | None]], owner: str) -> set[int]:
         """Settle many commands in one transaction: (id, status, error) each, status one of SETTLED or RELEASED
-        (given back unsent, as `release`); the ids settled (a command whose lease was lost to another
+        (given back unsent: due again at once, the attempt not counted); the ids settled (a command whose lease was lost to another
         dispatcher is not among them)."""
         if not settled:
             return set()
@@ -152,8 +141,10 @@ class Outbox:
     def exchange(self, settled: list[tuple[int, str, str | None]], owner: str, processor: str, limit: int,
                  lease_s: float, now: float, key_id: str, rate: float,
                  horizon_s: float = 1.0) -> tuple[set[int], list[tuple[OutboxCommand, float | None]]]:
-        """A dispatcher's round in one transaction (one commit, one fsync): `finish_many(settled)`, then
-        `claim_paced(limit)`. If it fails, nothing of it happened."""
+        """A dispatcher's round in one transaction (one commit, one fsync): `finish_many(settled)`, then up to
+        `limit` commands claimed, as many as the key's schedule has send times for within `horizon_s`, each with
+        its send time, 1/rate after the previous one across all dispatchers sharing the key (None: its deadline
+        has passed, to be expired unsent; it takes no send time). If it fails, nothing of it happened."""
         with self.ledger.unit_of_work() as uow:
             conn = uow.connection
             done = self._finish_in(conn, settled, owner) if settled else set()
@@ -189,31 +180,6 @@ class Outbox:
                                      outbox.c.status == "pending")
                 .values(due_at=due_at, first_failed_at=first_failed_at, last_error=error, lease_owner=None,
                         lease_until=None)).rowcount == 1
-
-    def release(self, command_ids: list[int], owner: str) -> None:
-        """Give back commands claimed but not attempted (shutdown): due now, attempt not counted."""
-        if not command_ids:
-            return
-        with self.ledger.unit_of_work() as uow:
-            uow.connection.execute(
-                update(outbox).where(outbox.c.id.in_(command_ids), outbox.c.lease_owner == owner,
-                                     outbox.c.status == "pending")
-                .values(lease_owner=None, lease_until=None, attempts=outbox.c.attempts - 1))
-
-    def reserve_slots(self, key_id: str, rate: float, wanted: int, now: float, horizon_s: float = 1.0) -> list[float]:
-        """Send times (epoch seconds) for up to `wanted` requests, 1/rate apart across all dispatchers
-        sharing the key; none further than `horizon_s` ahead (the others get their turn)."""
-        interval = 1.0 / rate
-        with self.ledger.unit_of_work() as uow:
-            conn = uow.connection
-            slots = []
-            at = self._next_free(conn, key_id, now)
-            while len(slots) < wanted and at <= now + horizon_s:
-                slots.append(at)
-                at += interval
-            if slots:
-                conn.execute(update(api_rate_slots).where(api_rate_slots.c.key_id == key_id).values(next_free=at))
-            return slots
 
     def _next_free(self, conn: Any, key_id: str, now: float) -> float:
         """The key's next free send time (no earlier than now), read under the key row's lock."""

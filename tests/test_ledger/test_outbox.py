@@ -48,22 +48,28 @@ def test_commands_of_one_target_go_one_at_a_time_in_order_others_in_parallel(led
 
 
 def test_dispatchers_sharing_an_api_key_share_one_request_schedule(ledger: Ledger) -> None:
-    """Two processes' dispatchers (two Outbox objects, concurrent threads) never get slots closer
-    than 1/rate, so no 1-second window holds more than `rate` requests."""
+    """Two processes' dispatchers (two Outbox objects, concurrent threads, two processors on one API key) never
+    get send times closer than 1/rate, so no 1-second window holds more than the platform's 15 requests."""
     rate = 15 / 1.1
+    with ledger.unit_of_work() as uow:
+        enqueue(uow, [{**command(f"{p}{i}"), "processor": p} for p in ("p", "q") for i in range(60)])
     start = time.time()
     slots: list[float] = []
     lock = threading.Lock()
 
-    def dispatcher() -> None:
+    def dispatcher(processor: str) -> None:
         box = Outbox(ledger)
         got: list[float] = []
+        settled: list[tuple[int, str, str | None]] = []
         while len(got) < 40:
-            got += box.reserve_slots("key-digest", rate, 4, now=max(start, time.time()), horizon_s=1.0)
+            _, claimed = box.exchange(settled, processor, processor, 4, lease_s=30, now=max(start, time.time()),
+                                      key_id="key-digest", rate=rate)
+            got += [at for _, at in claimed if at is not None]
+            settled = [(c.id, "sent", None) for c, _ in claimed]
         with lock:
             slots.extend(got)
 
-    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
+    threads = [threading.Thread(target=dispatcher, args=(p,)) for p in ("p", "q")]
     for t in threads:
         t.start()
     for t in threads:
@@ -86,7 +92,7 @@ def test_settled_commands_are_purged_after_the_retention_pending_ones_never(ledg
     now = time.time()
     claimed = {c.idempotency_key: c for c in box.claim("p", "d", 10, lease_s=5, now=now)}
     assert box.finish(claimed["sent"].id, "d", "sent") and box.finish(claimed["dead"].id, "d", "dead", "boom")
-    box.release([claimed["waiting"].id], "d")
+    assert box.finish_many([(claimed["waiting"].id, RELEASED, None)], "d") == {claimed["waiting"].id}
     other = box.claim("q", "d", 10, lease_s=5, now=now)
     assert box.finish(other[0].id, "d", "sent")
 

@@ -9,6 +9,11 @@ over the same span (utime + stime from /proc/<pid>/stat) and its peak RSS, for e
     HOOKSTREAM_KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python benchmarks/processor.py \
         --events 20000 --backend sqlite --backend postgres --concurrency 1 --concurrency 32
 
+`--workload cards` runs the real cards processor (`hookstream process cards`) instead: every event a
+`cleared` settlement of a hold placed beforehand (as the receiver's approval places it), each captured
+in the ledger (the hold found by identity under the card account's lock, the capture posted, the balance
+moved).
+
 Postgres: `--postgres-url` (a database it may create tables in), else a throwaway local cluster is
 started with initdb/pg_ctl with durable defaults (fsync on, synchronous_commit on).
 """
@@ -46,7 +51,8 @@ from hookstream.domain.effects import Effects  # noqa: E402
 from hookstream.processors import Context, Event, Processor  # noqa: E402
 from hookstream.processors.view import LedgerView  # noqa: E402
 from hookstream.schemas import headers as h  # noqa: E402
-from hookstream.schemas.routing import DEPOSITS  # noqa: E402
+from hookstream.schemas.envelope import parse_envelope  # noqa: E402
+from hookstream.schemas.routing import CARDS_TRANSACTIONS, DEPOSITS, dedup_key  # noqa: E402
 from hookstream.settings import Settings  # noqa: E402
 
 
@@ -91,6 +97,29 @@ def _load(settings: Settings, events: int, wallets: int) -> None:
     producer.close()
 
 
+def _load_cards(settings: Settings, ledger: Ledger, events: int, cards: int) -> None:
+    """A hold per event, placed as the receiver's approval places it, then its `cleared` settlement on the topic."""
+    producer = make_producer(settings, role="bench-load")
+    topic = settings.topic(CARDS_TRANSACTIONS)
+    now = str(int(time.time() * 1000)).encode()
+    run = settings.topic_prefix
+    with ledger.unit_of_work() as uow:
+        for i in range(events):
+            card, operation = f"crd_{i % cards}", f"{run}life-{i}"
+            auth = json.dumps({"product": "cards", "event_type": "authorization", "operation_id": operation,
+                               "status": "pending", "data": {"card_id": card, "bill_amount": "1.25"}}).encode()
+            uow.place_hold(f"acct_{i % cards}", card, operation, "1.25", dedup_key(parse_envelope(auth)))
+    for i in range(events):
+        card, operation = f"crd_{i % cards}", f"{run}life-{i}"
+        body = json.dumps({"product": "cards", "event_type": "cleared", "operation_id": operation, "status": "success",
+                           "data": {"card_id": card, "bill_amount": "1.25", "bill_currency_code": "USD",
+                                    "transaction_amount": "1.25", "transaction_currency_code": "USD"}}).encode()
+        producer.send(topic, value=body, key=card.encode(),
+                      headers=[(h.DEDUP_KEY, dedup_key(parse_envelope(body)).encode()), (h.RECEIVED_AT, now)])
+    producer.flush(timeout=120)
+    producer.close()
+
+
 def _healthy(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
@@ -98,9 +127,9 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def _processed(port: int) -> float:
+def _processed(port: int, processor: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    found = re.findall(r'hookstream_processed_total\{outcome="ok",processor="bench"\} ([0-9.e+]+)', text)
+    found = re.findall(rf'hookstream_processed_total\{{outcome="ok",processor="{processor}"\}} ([0-9.e+]+)', text)
     return float(found[0]) if found else 0.0
 
 
@@ -121,17 +150,28 @@ CONTRACTS = {"decide": "benchmarks.processor:BenchProcessor", "handle": "benchma
 
 
 def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wallets: int,
-            log_file: Path, concurrency: int, contract: str = "decide") -> dict[str, object]:
+            log_file: Path, concurrency: int, contract: str = "decide", workload: str = "deposits") -> dict[str, object]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, database_url=database_url)
-    ensure_topics(settings, [DEPOSITS], partitions=partitions)
     ledger = Ledger(database_url)
     ledger.upgrade()
-    with ledger.unit_of_work() as uow:
-        for w in range(wallets):
-            uow.ensure_account(f"wal_{w}")
+    if workload == "cards":
+        ensure_topics(settings, [CARDS_TRANSACTIONS], partitions=partitions)
+        with ledger.unit_of_work() as uow:
+            for c in range(wallets):
+                uow.ensure_account(f"acct_{c}")
+                uow.credit(f"acct_{c}", "1000000.00", f"{prefix}seed-{c}")
+                uow.link_card(f"crd_{c}", f"acct_{c}", approval_method="WEBHOOK")
+        _load_cards(settings, ledger, events, wallets)
+        spec, processor = "cards", "cards"
+    else:
+        ensure_topics(settings, [DEPOSITS], partitions=partitions)
+        with ledger.unit_of_work() as uow:
+            for w in range(wallets):
+                uow.ensure_account(f"wal_{w}")
+        _load(settings, events, wallets)
+        spec, processor = CONTRACTS[contract], "bench"
     ledger.close()
-    _load(settings, events, wallets)
 
     port = free_port()
     env = {**os.environ, "HOOKSTREAM_KAFKA_BOOTSTRAP": bootstrap, "HOOKSTREAM_TOPIC_PREFIX": prefix,
@@ -139,7 +179,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1", "HOOKSTREAM_PROCESSOR_CONCURRENCY": str(concurrency)}
     with open(log_file, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process", CONTRACTS[contract]], env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "hookstream.cli", "process", spec], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -151,7 +191,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
         deadline = time.monotonic() + 900
         done = 0.0
         while done < events and time.monotonic() < deadline:
-            done = _processed(port)
+            done = _processed(port, processor)
             if done > 0 and first is None:
                 first = (time.monotonic(), done, _cpu_s(proc.pid))
             time.sleep(0.05)
@@ -161,7 +201,7 @@ def run_one(bootstrap: str, database_url: str, events: int, partitions: int, wal
             raise RuntimeError(f"processed {done}/{events} before the deadline")
         rate = (done - first[1]) / (finished - first[0])
         cpu_us = (cpu - first[2]) * 1e6 / max(1.0, done - first[1])
-        return {"contract": contract, "concurrency": concurrency, "events": events, "events_per_s": round(rate),
+        return {"workload": workload, "contract": contract, "concurrency": concurrency, "events": events, "events_per_s": round(rate),
                 "cpu_us_per_event": round(cpu_us), "rss_mb": round(rss, 1),
                 "peak_rss_mb": round(hwm, 1)}
     except Exception:
@@ -212,6 +252,9 @@ def main() -> None:
     parser.add_argument("--contract", action="append", choices=sorted(CONTRACTS),
                         help="decide: Effects applied set-based per batch (default); handle: the imperative "
                              "contract, statement by statement per event; repeat to run both side by side.")
+    parser.add_argument("--workload", action="append", choices=["deposits", "cards"],
+                        help="deposits: credits through a minimal deciding processor (default); cards: the real "
+                             "cards processor capturing pre-placed holds; repeat to run both.")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
@@ -240,12 +283,14 @@ def main() -> None:
 def _runs(args: argparse.Namespace, backend: str, url: str | None, work: Path) -> list[dict[str, object]]:
     out = []
     for concurrency in args.concurrency or [1, 32]:
-        for contract in args.contract or ["decide"]:
-            database_url = url or f"sqlite:///{work / f'bench-{concurrency}-{contract}.db'}"  # a fresh file per run
-            result = run_one(args.bootstrap, database_url, args.events, args.partitions, args.wallets,
-                             work / f"{backend}-{concurrency}-{contract}.log", concurrency, contract)
-            print(json.dumps({"backend": backend, **result}), flush=True)
-            out.append({"backend": backend, **result})
+        for workload in args.workload or ["deposits"]:
+            for contract in (args.contract or ["decide"]) if workload == "deposits" else ["decide"]:
+                name = f"{backend}-{workload}-{concurrency}-{contract}"
+                database_url = url or f"sqlite:///{work / f'{name}.db'}"  # a fresh file per run
+                result = run_one(args.bootstrap, database_url, args.events, args.partitions, args.wallets,
+                                 work / f"{name}.log", concurrency, contract, workload)
+                print(json.dumps({"backend": backend, **result}), flush=True)
+                out.append({"backend": backend, **result})
     return out
 
 
@@ -259,8 +304,9 @@ def markdown(results: list[dict[str, object]], args: argparse.Namespace) -> str:
     cmd = (f"python benchmarks/processor.py --events {args.events} "
            + " ".join(f"--backend {b}" for b in dict.fromkeys(r["backend"] for r in results))
            + " " + " ".join(f"--concurrency {c}" for c in dict.fromkeys(r["concurrency"] for r in results))
-           + " " + " ".join(f"--contract {c}" for c in dict.fromkeys(r["contract"] for r in results)))
-    rows = "\n".join(f"| {r['backend']} | {r['contract']} | {r['concurrency']} | {r['events_per_s']:,} | {r['cpu_us_per_event']} | "
+           + " " + " ".join(f"--contract {c}" for c in dict.fromkeys(r["contract"] for r in results))
+           + " " + " ".join(f"--workload {w}" for w in dict.fromkeys(r["workload"] for r in results)))
+    rows = "\n".join(f"| {r['backend']} | {r['workload']} | {r['contract']} | {r['concurrency']} | {r['events_per_s']:,} | {r['cpu_us_per_event']} | "
                      f"{r['rss_mb']} / {r['peak_rss_mb']} |" for r in results)
     level = os.environ.get("HOOKSTREAM_LOG_LEVEL", "info")
     load = os.getloadavg()
@@ -271,7 +317,10 @@ events ({args.partitions} partitions, {args.wallets} accounts, key = wallet) wit
 offsets committed up to the lowest unfinished one. Contract `decide`: `decide(event, view) -> Effects`;
 the batch's inbox state read in one statement, its claims, postings and balance moves written set-based at
 its commit (`ledger/bulk.py`), no statement per event; `handle`: the imperative contract, a savepoint +
-claim + balance update + posting per event. Rate = processed events /
+claim + balance update + posting per event. Workload `cards`: the real cards processor, each event a
+`cleared` settlement of a hold placed before the run ({args.wallets} cards, key = card): the view finds the
+hold by identity, the capture (hold row locked, capture posted, hold settled, balance moved) is applied at
+the batch's commit, one event after another. Rate = processed events /
 time from the first to the last (the process's `/metrics`); CPU = the process's utime + stime
 (`/proc/<pid>/stat`) over the same span, per event; RSS from `/proc/<pid>/status` at the end.
 `crc32c` {crc}, log level {level}. SQLite: file, WAL, `synchronous=FULL`; Postgres: throwaway local
@@ -279,8 +328,8 @@ cluster, fsync and synchronous_commit on, on the same machine. Load average when
 {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) on {os.cpu_count()} CPUs shared with other work —
 the figures are noisy; compare rows of one run, not runs.
 
-| backend | contract | lanes | events/s | CPU µs/event | RSS at end / peak (MB) |
-|---|---|---|---|---|---|
+| backend | workload | contract | lanes | events/s | CPU µs/event | RSS at end / peak (MB) |
+|---|---|---|---|---|---|---|
 {rows}
 
 Targets (issue 12): ≥ 10,000 events/s per process, ≤ 150 MB. {PROFILE_NOTES}"""

@@ -83,6 +83,72 @@ class CardFlags:
 
 
 @dataclass(frozen=True, slots=True)
+class Settle:
+    """A ledger intent: capture (`amount` leaves the balance) or release the hold of (card_id, operation_id).
+
+    The hold is the one the decision found by identity; `expect` is the ledger's result the decision
+    counted on ("captured", "released", or "unmatched": a capture without a held hold is posted as a
+    debit on the card's account). Applied in the batch's transaction, after the account lock the
+    decision's read took; should the ledger answer otherwise the batch is decided again, never applied
+    on a stale read. Posted under the event's dedup key plus `key_suffix`.
+    """
+
+    action: str  # "capture" | "release"
+    card_id: str
+    operation_id: str
+    expect: str
+    amount: Decimal | None = None
+    key_suffix: str = ""
+    memo: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ("capture", "release"):
+            raise ValueError(f"a hold is captured or released, not {self.action!r}")
+        if self.action == "capture" and self.amount is None:
+            raise ValueError("a capture needs its amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """A ledger intent: the platform closed these operations of the card with no hold placed under them,
+    so a late approval must never place one (`ledger.closed`)."""
+
+    card_id: str
+    operation_ids: tuple[str, ...]
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedEvent:
+    """A ledger intent: keep the event for an operator (table `unmatched_events`); it matched nothing."""
+
+    event_type: str
+    operation_id: str
+    card_id: str | None
+    amount: Decimal | None
+    reason: str
+    posted: bool = False  # the money was posted all the same (a settlement without a hold: a debit)
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A ledger intent: record a treasury movement (transfer, withdrawal) with its reported status."""
+
+    product: str
+    event_type: str
+    operation_id: str
+    status: str | None
+    reason: str | None
+    wallet_id: str | None
+    card_id: str | None
+    amount: Decimal | None
+    transaction_hash: str | None
+    to_wallet_address: str | None
+    alert: bool
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A log line the decision asks for (written by the runtime with the event's identity bound)."""
 
@@ -104,6 +170,10 @@ class Effects:
     commands: list[ApiCommand] = field(default_factory=list)
     outcome: str = "ok"  # the inbox outcome: "ok", "unmatched", "recorded_not_success", …
     notes: list[Note] = field(default_factory=list)
+    settlements: list[Settle] = field(default_factory=list)
+    closes: list[Close] = field(default_factory=list)
+    unmatched: UnmatchedEvent | None = None
+    movements: list[Movement] = field(default_factory=list)
 
     def credit(self, account_id: str, amount: Decimal, *, kind: str = "credit", memo: str | None = None) -> Effects:
         self.postings.append(Post(account_id, kind, amount, memo))
@@ -116,6 +186,25 @@ class Effects:
     def card_flags(self, card_id: str, *, frozen: bool | None = None, blocked: bool | None = None) -> Effects:
         """Set a linked card's flags (the receiver's ledger policy declines a frozen or blocked card)."""
         self.cards.append(CardFlags(card_id, frozen, blocked))
+        return self
+
+    def settle(self, settlement: Settle) -> Effects:
+        """Capture or release a hold (see `Settle`), in decision order."""
+        self.settlements.append(settlement)
+        return self
+
+    def close(self, card_id: str, operation_ids: tuple[str, ...], event_type: str) -> Effects:
+        self.closes.append(Close(card_id, operation_ids, event_type))
+        return self
+
+    def unmatched_event(self, item: UnmatchedEvent) -> Effects:
+        """Matched nothing: recorded for an operator, inbox outcome "unmatched" (counted by the runtime)."""
+        self.unmatched = item
+        self.outcome = "unmatched"
+        return self
+
+    def movement(self, movement: Movement) -> Effects:
+        self.movements.append(movement)
         return self
 
     def send(self, command: ApiCommand) -> Effects:
@@ -134,7 +223,11 @@ class Effects:
         return self
 
     def check(self) -> None:
-        """One posting per kind (the dedup key is the event's): a second one could never be posted."""
+        """One posting per kind (the dedup key is the event's): a second one could never be posted. The same
+        for settlements, which post under the event's key (plus their suffix) too."""
         kinds = [p.kind for p in self.postings]
         if len(kinds) != len(set(kinds)):
             raise ValueError(f"one posting per kind per event, got {kinds}")
+        settled = [(s.action, s.key_suffix) for s in self.settlements]
+        if len(settled) != len(set(settled)):
+            raise ValueError(f"one settlement per action per event, got {settled}")

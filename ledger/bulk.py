@@ -11,65 +11,145 @@ a batch and a decision never wait on each other in a cycle.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookstream.ledger.errors import UnknownAccount
 
 SQLITE_CHUNK = 400  # rows per multi-row statement: 6 parameters each, far below SQLite's variable limit
 
 
-def post_many(uow: Any, rows: list[tuple[str, str, int, str, str | None]]) -> set[tuple[str, str]]:
-    """Insert postings `(account_id, kind, cents, dedup_key, memo)`; the `(kind, dedup_key)` pairs inserted.
+def post_many(uow: Any, rows: list[tuple[str, str, int, str, str | None]],
+              hold_ids: list[int] | None = None) -> set[tuple[str, str]]:
+    """Insert postings `(account_id, kind, cents, dedup_key, memo)` (with the holds they settle, when given);
+    the `(kind, dedup_key)` pairs inserted.
 
     A pair already posted (by an earlier delivery or another processor) is left as it is.
     """
     if not rows:
         return set()
     now = uow.now_value()
+    holds = hold_ids if hold_ids is not None else [None] * len(rows)
     inserted: set[tuple[str, str]] = set()
     if uow.dialect_name == "postgresql":
         cursor = uow.execute_sql(
-            "INSERT INTO postings (account_id, kind, amount_cents, dedup_key, memo, created_at) "
-            "SELECT a, k, c, d, m, %(now)s FROM unnest(%(a)s::text[], %(k)s::text[], %(c)s::bigint[], "
-            "%(d)s::text[], %(m)s::text[]) AS t(a, k, c, d, m) "
+            "INSERT INTO postings (account_id, kind, amount_cents, dedup_key, memo, hold_id, created_at) "
+            "SELECT a, k, c, d, m, h, %(now)s FROM unnest(%(a)s::text[], %(k)s::text[], %(c)s::bigint[], "
+            "%(d)s::text[], %(m)s::text[], %(h)s::bigint[]) AS t(a, k, c, d, m, h) "
             "ON CONFLICT (kind, dedup_key) DO NOTHING RETURNING kind, dedup_key",
             {"now": now, "a": [r[0] for r in rows], "k": [r[1] for r in rows], "c": [r[2] for r in rows],
-             "d": [r[3] for r in rows], "m": [r[4] for r in rows]})
+             "d": [r[3] for r in rows], "m": [r[4] for r in rows], "h": holds})
         inserted.update((k, d) for k, d in cursor.fetchall())
         return inserted
-    for chunk in _chunks(rows, SQLITE_CHUNK):
-        values = ",".join(["(?,?,?,?,?,?)"] * len(chunk))
-        params = [v for r in chunk for v in (*r, now)]
+    for chunk in _chunks(list(zip(rows, holds, strict=True)), SQLITE_CHUNK):
+        values = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+        params = [v for r, hold in chunk for v in (*r, hold, now)]
         cursor = uow.execute_sql(
-            f"INSERT INTO postings (account_id, kind, amount_cents, dedup_key, memo, created_at) VALUES {values} "
-            "ON CONFLICT (kind, dedup_key) DO NOTHING RETURNING kind, dedup_key", params)
+            "INSERT INTO postings (account_id, kind, amount_cents, dedup_key, memo, hold_id, created_at) "
+            f"VALUES {values} ON CONFLICT (kind, dedup_key) DO NOTHING RETURNING kind, dedup_key", params)
         inserted.update((k, d) for k, d in cursor.fetchall())
     return inserted
 
 
-def move_balances(uow: Any, deltas: dict[str, int]) -> None:
-    """Add each account's delta (cents) to its balance; UnknownAccount when one does not exist."""
-    moves = sorted((a, d) for a, d in deltas.items() if d != 0)
+def move_balances(uow: Any, deltas: dict[str, int], held: dict[str, int] | None = None) -> None:
+    """Add each account's delta (cents) to its balance, and `held`'s to its held amount; UnknownAccount when
+    one does not exist. On Postgres the accounts are locked in id order first."""
+    held = held or {}
+    moves = sorted((a, deltas.get(a, 0), held.get(a, 0)) for a in {*deltas, *held}
+                   if deltas.get(a, 0) or held.get(a, 0))
     if not moves:
         return
     now = uow.now_value()
-    ids = [a for a, _ in moves]
+    ids = [a for a, _, _ in moves]
     if uow.dialect_name == "postgresql":
         uow.execute_sql("SELECT id FROM accounts WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE",
                         {"ids": ids})
         cursor = uow.execute_sql(
-            "UPDATE accounts SET balance_cents = accounts.balance_cents + v.d, updated_at = %(now)s "
-            "FROM unnest(%(ids)s::text[], %(d)s::bigint[]) AS v(id, d) WHERE accounts.id = v.id",
-            {"now": now, "ids": ids, "d": [d for _, d in moves]})
+            "UPDATE accounts SET balance_cents = accounts.balance_cents + v.d, held_cents = accounts.held_cents + v.h, "
+            "updated_at = %(now)s FROM unnest(%(ids)s::text[], %(d)s::bigint[], %(h)s::bigint[]) AS v(id, d, h) "
+            "WHERE accounts.id = v.id",
+            {"now": now, "ids": ids, "d": [d for _, d, _ in moves], "h": [h for _, _, h in moves]})
         updated = cursor.rowcount
     else:  # one writer holds the database (BEGIN IMMEDIATE): the C loop of executemany is the cheap way
         cursor = uow.execute_sql(
-            "UPDATE accounts SET balance_cents = balance_cents + ?, updated_at = ? WHERE id = ?",
-            [(d, now, a) for a, d in moves], many=True)
+            "UPDATE accounts SET balance_cents = balance_cents + ?, held_cents = held_cents + ?, updated_at = ? "
+            "WHERE id = ?", [(d, h, now, a) for a, d, h in moves], many=True)
         updated = cursor.rowcount
     if updated != len(moves):
         missing = _missing_accounts(uow, ids)
         raise UnknownAccount(", ".join(missing) or "an account")
+
+
+class Settlement(NamedTuple):
+    """A held hold to capture (`cents` leave the balance) or release, posted under `dedup_key`."""
+
+    card_id: str
+    operation_id: str
+    action: str  # "capture" | "release"
+    cents: int | None  # the capture's final amount; None for a release (the hold's amount is released)
+    dedup_key: str
+    memo: str | None
+
+
+class NotAllHeld(Exception):
+    """A hold of the set was not held any more, or a settlement's posting was there already."""
+
+
+def settle_many(uow: Any, items: list[Settlement], deltas: dict[str, int], held: dict[str, int]) -> bool:
+    """Settle a set of held holds at once: one UPDATE of the holds (Postgres; one per hold on SQLite, in
+    process), one multi-row INSERT of their postings; the balance and held moves are added to `deltas`
+    and `held` for the batch's one `move_balances`. All or nothing: False, with nothing written, when any
+    hold is not held any more or any posting is there already (the caller settles them one by one, which
+    tells a duplicate from a hold that changed). Each (card, operation) at most once in `items`.
+    """
+    if not items:
+        return True
+    try:
+        with uow.savepoint("hs_settle"):
+            rows = _settle_holds(uow, items)
+            if len(rows) != len(items):
+                raise NotAllHeld
+            postings, hold_ids = [], []
+            for item in items:
+                hold_id, account, amount = rows[(item.card_id, item.operation_id)]
+                cents = item.cents if item.action == "capture" else amount
+                assert cents is not None
+                postings.append((account, item.action, cents, item.dedup_key, item.memo))
+                hold_ids.append(hold_id)
+            if len(post_many(uow, postings, hold_ids)) != len(postings):
+                raise NotAllHeld
+    except NotAllHeld:
+        return False
+    for (account, action, cents, _, _), item in zip(postings, items, strict=True):
+        amount = rows[(item.card_id, item.operation_id)][2]
+        held[account] = held.get(account, 0) - amount
+        if action == "capture":
+            deltas[account] = deltas.get(account, 0) - cents
+    return True
+
+
+def _settle_holds(uow: Any, items: list[Settlement]) -> dict[tuple[str, str], tuple[int, str, int]]:
+    """Set the held ones of these holds captured/released; (card, operation) → (hold id, account, amount)."""
+    now = uow.now_value()
+    status = {"capture": "captured", "release": "released"}
+    if uow.dialect_name == "postgresql":
+        cursor = uow.execute_sql(
+            "UPDATE holds SET status = v.s, captured_cents = v.c, updated_at = %(now)s "
+            "FROM unnest(%(card)s::text[], %(op)s::text[], %(s)s::text[], %(c)s::bigint[]) AS v(card, op, s, c) "
+            "WHERE holds.card_id = v.card AND holds.operation_id = v.op AND holds.status = 'held' "
+            "RETURNING holds.card_id, holds.operation_id, holds.id, holds.account_id, holds.amount_cents",
+            {"now": now, "card": [i.card_id for i in items], "op": [i.operation_id for i in items],
+             "s": [status[i.action] for i in items], "c": [i.cents if i.action == "capture" else None for i in items]})
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in cursor.fetchall()}
+    found: dict[tuple[str, str], tuple[int, str, int]] = {}
+    for i in items:  # in process: a statement costs microseconds, not a round trip
+        row = uow.execute_sql(
+            "UPDATE holds SET status = ?, captured_cents = ?, updated_at = ? "
+            "WHERE card_id = ? AND operation_id = ? AND status = 'held' RETURNING id, account_id, amount_cents",
+            (status[i.action], i.cents if i.action == "capture" else None, now, i.card_id, i.operation_id)).fetchone()
+        if row is None:
+            return found  # not all held: the caller's savepoint undoes what this did
+        found[(i.card_id, i.operation_id)] = (row[0], row[1], row[2])
+    return found
 
 
 def claimed_among(uow: Any, processor: str, keys: list[str]) -> set[str]:

@@ -465,6 +465,10 @@ class UnitOfWork:
         `lock_card_account` in the same transaction. False when it was closed already."""
         return closed.close(self, card_id, operation_id, event_type, dedup_key)
 
+    def hold(self, card_id: str, operation_id: str) -> HoldRow | None:
+        """The operation's hold (id, account, amount in cents, status), or None when it has none."""
+        return self._find_hold(card_id, operation_id, lock=False)
+
     def hold_status(self, card_id: str, operation_id: str) -> str | None:
         """'held', 'captured', 'released', or None when the operation has no hold."""
         hold = self._find_hold(card_id, operation_id, lock=False)

@@ -96,6 +96,9 @@ class Applier:
         batch.stage(staged)
         if effects.outcome == "unmatched" or effects.outcome.startswith("unmatched_"):
             metrics.ledger_unmatched.labels(event.event_type).inc()
+        for movement in effects.movements:
+            if movement.alert and movement.status is not None:
+                metrics.treasury_alerts.labels(movement.event_type, movement.status).inc()
         for note in effects.notes:
             getattr(log, note.level)(note.event, **note.fields)
         if span is not None:

@@ -4,7 +4,8 @@ A handler's record (`Processor.handle`) has its claim and effects in its own sav
 handler undoes only its own writes. A deciding processor's record (`Processor.decide`) is claimed,
 decided (pure), and its effects staged here; `commit()` applies every staged effect of the batch
 set-based (`ledger.bulk`: one multi-row statement for the postings, one for the balances, one for the
-outbox) and then commits, so the batch's claims and effects commit together or not at all. One commit
+outbox; hold settlements, closed operations and records for an operator, rarer, one event at a time in
+decision order) and then commits, so the batch's claims and effects commit together or not at all. One commit
 per batch instead of one per event (an fsync each on SQLite) is what makes thousands of events/s;
 offsets are finished only after `commit()` returned.
 """
@@ -19,7 +20,10 @@ from typing import Any, NamedTuple
 from hookstream.domain.effects import POSTING_SIGNS, Effects
 from hookstream.ledger import bulk
 from hookstream.ledger.errors import LedgerTransientError
+from hookstream.ledger.money import to_cents
 from hookstream.ledger.outbox import enqueue
+from hookstream.ledger.treasury import TreasuryMovement, record_movement
+from hookstream.ledger.unmatched import Unmatched, record_unmatched
 
 Coords = tuple[str, int, int]  # topic, partition, offset: a record in the batch
 
@@ -37,6 +41,10 @@ class Staged(NamedTuple):
 
 class ClaimedConcurrently(LedgerTransientError):
     """Another consumer claimed an event of this batch while it was being decided: the batch is retried."""
+
+
+class HoldChanged(LedgerTransientError):
+    """A hold settled differently from what its decision read (it changed in between): decided again."""
 
 
 class BatchBroken(LedgerTransientError):
@@ -57,6 +65,7 @@ class Batch:
         self.staged: list[Staged] = []  # decided events' effects, applied set-based by commit()
         self.deltas: dict[str, int] = {}  # balance cents per account the staged postings will move
         self.flags: dict[str, tuple[bool | None, bool | None]] = {}  # card → (frozen, blocked) staged
+        self.holds: dict[tuple[str, str], str] = {}  # (card, operation) → hold status the staged settlements leave
         self.view: Any = None  # the deciding processor's read-only ledger view for this batch
         self.changed: dict[Coords, str] = {}  # outcomes the commit found different (a posting already there)
         self.covered: set[str] = set()  # dedup keys whose inbox state `prefetch` read in this transaction
@@ -116,6 +125,9 @@ class Batch:
                                      blocked if f.blocked is None else f.blocked)
         for account, kind, cents, _, _ in staged.postings:
             self.deltas[account] = self.deltas.get(account, 0) + POSTING_SIGNS[kind] * cents
+        for settle in staged.effects.settlements:
+            if settle.expect in ("captured", "released"):
+                self.holds[(settle.card_id, settle.operation_id)] = settle.expect
 
     def unclaim(self, processor: str, dedup_key: str) -> None:
         """Take back a claim whose decision failed; the batch cannot commit if even that fails."""
@@ -133,27 +145,51 @@ class Batch:
                                       "while it was decided (a rebalance); the batch is retried")
         inserted = bulk.post_many(uow, [p for s in self.staged for p in s.postings])
         deltas: dict[str, int] = {}
+        held: dict[str, int] = {}
+        settled = self._settle_at_once(uow, deltas, held)
         outcomes: list[tuple[str, str]] = []
         rows: list[dict[str, Any]] = []
         for s in self.staged:
             posted = [p for p in s.postings if (p[1], p[3]) in inserted]
             for account, kind, cents, _, _ in posted:
                 deltas[account] = deltas.get(account, 0) + POSTING_SIGNS[kind] * cents
-            if len(posted) < len(s.postings):  # posted before (another delivery or processor): no commands
+            fx = s.effects
+            if len(posted) < len(s.postings) or (fx.settlements and s.coords not in settled and not _settle(uow, s)):
+                # Posted before (another delivery or processor): no commands, nothing else of it.
                 self.changed[s.coords] = "duplicate"
                 outcomes.append((s.dedup_key, "duplicate"))
                 continue
+            if fx.cards or fx.closes or fx.unmatched is not None or fx.movements:
+                _record(uow, processor, s)
             rows += s.outbox
-            if s.effects.outcome != "ok" and not s.claim:  # a deferred claim was written with its outcome
-                outcomes.append((s.dedup_key, s.effects.outcome))
-        bulk.move_balances(uow, deltas)
-        for s in self.staged:  # card flags are rare (velocity blocks): one statement each, in decision order
-            if s.coords not in self.changed:
-                for flags in s.effects.cards:
-                    uow.set_card_state(flags.card_id, frozen=flags.frozen, blocked=flags.blocked)
+            if fx.outcome != "ok" and not s.claim:  # a deferred claim was written with its outcome
+                outcomes.append((s.dedup_key, fx.outcome))
+        bulk.move_balances(uow, deltas, held)
         enqueue(uow, rows)
         bulk.set_outcomes(uow, processor, outcomes)
         self.commands += len(rows)
+
+    def _settle_at_once(self, uow: Any, deltas: dict[str, int], held: dict[str, int]) -> set[Coords]:
+        """The batch's captures and releases of held holds in a few statements (`bulk.settle_many`); the events
+        settled so. A hold settled by more than one event of the batch, a capture without a held hold, or a set
+        the ledger refuses as a whole (one hold changed, one posting there already) is settled one event at a
+        time in decision order instead (`_settle`)."""
+        settling = [s for s in self.staged if s.effects.settlements]
+        if not settling:
+            return set()
+        seen: dict[tuple[str, str], int] = {}
+        for s in settling:
+            for st in s.effects.settlements:
+                seen[(st.card_id, st.operation_id)] = seen.get((st.card_id, st.operation_id), 0) + 1
+        eligible = [s for s in settling if all(st.expect != "unmatched" and seen[(st.card_id, st.operation_id)] == 1
+                                               for st in s.effects.settlements)]
+        items = [bulk.Settlement(st.card_id, st.operation_id, st.action,
+                                 to_cents(st.amount) if st.amount is not None else None,
+                                 s.dedup_key + st.key_suffix, st.memo or s.dedup_key)
+                 for s in eligible for st in s.effects.settlements]
+        if not items or not bulk.settle_many(uow, items, deltas, held):
+            return set()
+        return {s.coords for s in eligible}
 
     def commit(self, processor: str = "") -> None:
         """Commit (a no-op when nothing was opened). Raises, rolled back, when the commit fails."""
@@ -172,3 +208,41 @@ class Batch:
             except Exception:  # noqa: BLE001, S110 — already failed; the rollback is best effort
                 pass
             raise
+
+
+def _settle(uow: Any, s: Staged) -> bool:
+    """Capture or release the event's holds as decided; False when the ledger has them settled by this event
+    already (a duplicate). HoldChanged when a hold is not where the decision read it."""
+    for settle in s.effects.settlements:
+        key, memo = s.dedup_key + settle.key_suffix, settle.memo or s.dedup_key
+        if settle.action == "capture":
+            result = uow.capture_hold(settle.card_id, settle.operation_id, settle.amount, key, memo=memo)
+        else:
+            result = uow.release_hold(settle.card_id, settle.operation_id, key, memo=memo)
+        if result.reason == "duplicate":
+            return False
+        if result.reason != settle.expect:
+            raise HoldChanged(f"hold of card {settle.card_id} operation {settle.operation_id}: decided on "
+                              f"{settle.expect!r}, the ledger now says {result.reason!r}; decided again")
+    return True
+
+
+def _record(uow: Any, processor: str, s: Staged) -> None:
+    """The rarer intents, one statement each, in decision order: card flags (velocity blocks), closed
+    operations, events kept for an operator, treasury movements."""
+    fx = s.effects
+    for flags in fx.cards:
+        uow.set_card_state(flags.card_id, frozen=flags.frozen, blocked=flags.blocked)
+    for close in fx.closes:
+        for operation in close.operation_ids:
+            uow.close_operation(close.card_id, operation, close.event_type, s.dedup_key)
+    if fx.unmatched is not None:
+        u = fx.unmatched
+        record_unmatched(uow, Unmatched(processor, s.dedup_key, u.event_type, u.operation_id, u.card_id, u.amount,
+                                        u.reason, u.posted))
+    for m in fx.movements:
+        record_movement(uow, TreasuryMovement(
+            dedup_key=s.dedup_key, product=m.product, event_type=m.event_type, operation_id=m.operation_id,
+            status=m.status, reason=m.reason, wallet_id=m.wallet_id, card_id=m.card_id, amount=m.amount,
+            transaction_hash=m.transaction_hash, to_wallet_address=m.to_wallet_address, alert=m.alert,
+            occurred_at=m.occurred_at))

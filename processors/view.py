@@ -1,8 +1,10 @@
 """The read-only ledger port a deciding processor sees: `decide(event, view) -> Effects`.
 
-It reads through the lane batch's transaction, and a balance includes what the batch's earlier
-decisions staged (they commit together), so two deposits to one account in one batch see each
-other. It cannot write: what a decision wants done it returns as `Effects`.
+It reads through the lane batch's transaction, and a balance or a hold includes what the batch's
+earlier decisions staged (they commit together), so two deposits to one account in one batch see each
+other, and a clearing after a reversal in one batch sees the hold released. It cannot write: what a
+decision wants done it returns as `Effects`. Its one lock (`find_hold`) is taken so that what it read
+still holds when the batch applies it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from hookstream.domain.card_events import Hold
 from hookstream.ledger.models import Balance, CardState
 from hookstream.ledger.money import from_cents
 
@@ -66,3 +69,28 @@ class LedgerView:
             return stored
         balance = stored.balance + from_cents(delta)
         return Balance(balance, stored.held, balance - stored.held)
+
+    def find_hold(self, card_id: str, operation_ids: tuple[str, ...], *, lock_on_miss: bool) -> Hold | None:
+        """The first of `operation_ids` with a held hold, else the first id's settled hold, else None.
+
+        With `lock_on_miss`, a miss takes the card account's row lock (Postgres; on SQLite the batch holds
+        the write lock already) and looks again: a decision placing a hold takes that lock first, so one
+        committing right now is waited for and seen, and a miss then stays a miss until the batch commits
+        (a follow-up closes the operation on it). A found hold's row is locked when the batch settles it.
+        """
+        for lock in (False, True) if lock_on_miss else (False,):
+            unit = self._batch.unit()
+            if lock:
+                unit.lock_card_account(card_id)
+            for operation in operation_ids:
+                row = unit.hold(card_id, operation)
+                if row is None:
+                    continue
+                status = self._batch.holds.get((card_id, operation), row.status)
+                if status == "held" or operation == operation_ids[0]:
+                    return Hold(operation, status, row.account_id, from_cents(row.amount_cents))
+        return None
+
+    def recorded_answer(self, dedup_key: str) -> str | None:
+        """The response code the receiver recorded for this authorization's first answer (None: none)."""
+        return self._batch.unit().recorded_answer(dedup_key)

@@ -6,7 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from hookstream.domain.card_events import action_for, operation_aliases
+from hookstream.domain.card_events import FollowUp, Hold, action_for, follow_up, operation_aliases
+from hookstream.domain.effects import Close, Settle, UnmatchedEvent
 from hookstream.domain.deposits import credit_for
 from hookstream.domain.three_ds import ThreeDSFacts, ThreeDSRules, decide
 
@@ -40,6 +41,54 @@ def test_authorized_operation_ids_lead_back_to_the_authorization():
     assert operation_aliases("txn_abc123") == ["life_evt_abc123"]
     assert operation_aliases("life_evt_abc123") == []
     assert operation_aliases("rfd_abc123") == []
+
+
+HELD = Hold("life_1", "held", "acct-1", D("20.00"))
+
+
+def _follow(event_type, status="success", operation_id="life_1", amount="20.00", **facts) -> FollowUp:
+    return FollowUp(event_type, status, operation_id, "crd_a", D(amount) if amount is not None else None, **facts)
+
+
+def test_a_settlement_settles_the_hold_it_found_by_identity():
+    fx = follow_up(_follow("cleared", amount="21.25", hold=HELD))
+    assert (fx.settlements, fx.outcome, fx.closes) == ([Settle("capture", "crd_a", "life_1", "captured", D("21.25"))],
+                                                      "ok", [])
+    alias = follow_up(_follow("reversal", operation_id="txn_1", hold=HELD))  # found under life_1, its alias
+    assert alias.settlements == [Settle("release", "crd_a", "life_1", "released")]
+
+
+def test_a_settlement_without_a_hold_is_a_debit_kept_for_an_operator_and_closes_the_operation():
+    fx = follow_up(_follow("cleared", operation_id="txn_9", card_account="acct-1"))
+    assert fx.settlements == [Settle("capture", "crd_a", "txn_9", "unmatched", D("20.00"))]
+    assert fx.closes == [Close("crd_a", ("txn_9", "life_evt_9"), "cleared")]
+    assert fx.unmatched == UnmatchedEvent("cleared", "txn_9", "crd_a", D("20.00"), "unmatched", posted=True)
+    unknown = follow_up(_follow("cleared"))  # and no linked card: nothing posted
+    assert (unknown.settlements, unknown.unmatched.reason, unknown.outcome) == ([], "unknown_card", "unmatched")
+
+
+def test_a_decline_with_nothing_held_is_normal_a_reversal_with_nothing_held_is_not():
+    declined = follow_up(_follow("declined", card_account="acct-1"))
+    assert (declined.outcome, declined.settlements, declined.unmatched) == ("nothing_held", [], None)
+    reversal = follow_up(_follow("reversal", hold=Hold("life_1", "captured", "acct-1", D("20.00"))))
+    assert (reversal.outcome, reversal.settlements, reversal.closes) == ("unmatched", [], [])
+
+
+def test_an_authorization_answered_with_a_decline_releases_its_own_hold_unless_first_approved():
+    fx = follow_up(_follow("authorization", "pending", hold=HELD, response_code="05"))
+    assert fx.settlements == [Settle("release", "crd_a", "life_1", "released", key_suffix=":answered-decline",
+                                     memo="authorization answered with a decline")]
+    kept = follow_up(_follow("authorization", "pending", hold=HELD, response_code="05", first_answer="00"))
+    assert (kept.settlements, kept.outcome) == ([], "redelivery_decline_kept_hold")
+    approved = follow_up(_follow("authorization", "pending", response_code="00"))
+    assert (approved.settlements, approved.outcome) == ([], "approved_without_hold")
+
+
+def test_a_settlement_without_an_amount_is_refused_and_a_refund_credits_the_cards_account():
+    with pytest.raises(ValueError, match="without data.bill_amount"):
+        follow_up(_follow("cleared", amount=None, hold=HELD))
+    refund = follow_up(_follow("refund", amount="5.00", card_account="acct-1"))
+    assert [(p.account_id, p.kind, p.amount) for p in refund.postings] == [("acct-1", "refund", D("5.00"))]
 
 
 def _facts(**over) -> ThreeDSFacts:

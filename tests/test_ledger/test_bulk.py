@@ -40,3 +40,44 @@ def test_postings_claims_and_balances_go_in_once_per_key_and_a_missing_account_f
             bulk.move_balances(uow, {"a": 5, "nowhere": 5})
     with ledger.unit_of_work(read_only=True) as uow:  # rolled back: "a" did not move either
         assert uow.balance("a").balance == uow.recomputed_balance("a").balance
+
+
+def test_held_holds_settle_as_a_set_all_or_nothing(ledger: Ledger) -> None:
+    with ledger.unit_of_work() as uow:
+        uow.ensure_account("a")
+        uow.credit("a", Decimal("100.00"), "seed")
+        uow.link_card("c", "a")
+        for i in range(3):
+            assert uow.place_hold("a", "c", f"op-{i}", Decimal("10.00"), f"auth-{i}").reason == "ok"
+        assert uow.release_hold("c", "op-2", "gone").reason == "released"
+    settle = [bulk.Settlement("c", "op-0", "capture", 1250, "clr-0", None),
+              bulk.Settlement("c", "op-1", "release", None, "rev-1", "m")]
+
+    # One hold of the set is not held any more: nothing of the set is written, the caller goes one by one.
+    deltas: dict[str, int] = {}
+    held: dict[str, int] = {}
+    with ledger.unit_of_work() as uow:
+        assert not bulk.settle_many(uow, [*settle, bulk.Settlement("c", "op-2", "capture", 1000, "clr-2", None)],
+                                    deltas, held)
+        assert (deltas, held) == ({}, {})
+        assert [uow.hold_status("c", f"op-{i}") for i in range(3)] == ["held", "held", "released"]
+        assert uow.statement("a")[-1].kind == "release"  # the seed, three holds, the release of op-2
+
+    # All held: the holds settle, their postings go in with the hold they settle, the moves come back summed.
+    with ledger.unit_of_work() as uow:
+        assert bulk.settle_many(uow, settle, deltas, held)
+        assert (deltas, held) == ({"a": -1250}, {"a": -2000})
+        bulk.move_balances(uow, deltas, held)
+    with ledger.unit_of_work(read_only=True) as uow:
+        assert [uow.hold_status("c", f"op-{i}") for i in range(3)] == ["captured", "released", "released"]
+        assert uow.balance("a") == uow.recomputed_balance("a")
+        assert uow.balance("a").balance == Decimal("87.50") and uow.balance("a").held == Decimal("0.00")
+        tail = [(p.kind, p.amount, p.hold_id is not None) for p in uow.statement("a")[-2:]]
+        assert tail == [("capture", Decimal("12.50"), True), ("release", Decimal("10.00"), True)]
+
+    # Again (a redelivery's set): the postings are there already, so nothing is written.
+    with ledger.unit_of_work() as uow:
+        uow.execute_sql("UPDATE holds SET status = 'held'" + (" WHERE operation_id = 'op-0'"), {} if
+                        uow.dialect_name == "postgresql" else ())
+        assert not bulk.settle_many(uow, settle[:1], {}, {})
+        assert uow.hold_status("c", "op-0") == "held"

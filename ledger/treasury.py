@@ -9,34 +9,25 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from hookstream.domain.effects import Movement
 from hookstream.ledger.schema import treasury_movements, utcnow
 
 
 @dataclass(frozen=True, slots=True)
-class TreasuryMovement:
-    dedup_key: str
-    product: str
-    event_type: str
-    operation_id: str
-    status: str | None
-    reason: str | None
-    wallet_id: str | None
-    card_id: str | None
-    amount: Decimal | None
-    transaction_hash: str | None
-    to_wallet_address: str | None
-    alert: bool
-    occurred_at: datetime | None
+class TreasuryMovement(Movement):
+    """A recorded movement: what was reported (`domain.effects.Movement`), its event's dedup key, when recorded."""
+
+    dedup_key: str = ""
     recorded_at: datetime | None = None
 
 
-def record_movement(uow: Any, movement: TreasuryMovement) -> bool:
+def record_movement(uow: Any, dedup_key: str, movement: Movement) -> bool:
     """Insert one reported movement; False when this event (dedup key) is already recorded."""
     table = treasury_movements
-    if uow.connection.execute(select(table.c.id).where(table.c.dedup_key == movement.dedup_key)).first():
+    if uow.connection.execute(select(table.c.id).where(table.c.dedup_key == dedup_key)).first():
         return False
     uow.connection.execute(insert(table).values(
-        dedup_key=movement.dedup_key, product=movement.product, event_type=movement.event_type,
+        dedup_key=dedup_key, product=movement.product, event_type=movement.event_type,
         operation_id=movement.operation_id, status=movement.status, reason=movement.reason,
         wallet_id=movement.wallet_id, card_id=movement.card_id,
         amount=format(movement.amount, "f") if movement.amount is not None else None,

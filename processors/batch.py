@@ -22,7 +22,7 @@ from hookstream.ledger import bulk
 from hookstream.ledger.errors import LedgerTransientError
 from hookstream.ledger.money import to_cents
 from hookstream.ledger.outbox import enqueue
-from hookstream.ledger.treasury import TreasuryMovement, record_movement
+from hookstream.ledger.treasury import record_movement
 from hookstream.ledger.unmatched import Unmatched, record_unmatched
 
 Coords = tuple[str, int, int]  # topic, partition, offset: a record in the batch
@@ -240,9 +240,5 @@ def _record(uow: Any, processor: str, s: Staged) -> None:
         u = fx.unmatched
         record_unmatched(uow, Unmatched(processor, s.dedup_key, u.event_type, u.operation_id, u.card_id, u.amount,
                                         u.reason, u.posted))
-    for m in fx.movements:
-        record_movement(uow, TreasuryMovement(
-            dedup_key=s.dedup_key, product=m.product, event_type=m.event_type, operation_id=m.operation_id,
-            status=m.status, reason=m.reason, wallet_id=m.wallet_id, card_id=m.card_id, amount=m.amount,
-            transaction_hash=m.transaction_hash, to_wallet_address=m.to_wallet_address, alert=m.alert,
-            occurred_at=m.occurred_at))
+    for movement in fx.movements:
+        record_movement(uow, s.dedup_key, movement)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from hookstream.ledger.errors import UnknownAccount
+from hookstream.ledger.store import HoldRow
 
 SQLITE_CHUNK = 400  # rows per multi-row statement: 6 parameters each, far below SQLite's variable limit
 
@@ -95,8 +96,7 @@ class NotAllHeld(Exception):
 
 
 def settle_many(uow: Any, items: list[Settlement], deltas: dict[str, int], held: dict[str, int]) -> bool:
-    """Settle a set of held holds at once: one UPDATE of the holds (Postgres; one per hold on SQLite, in
-    process), one multi-row INSERT of their postings; the balance and held moves are added to `deltas`
+    """Settle a set of held holds at once: one UPDATE of the holds, one multi-row INSERT of their postings; the balance and held moves are added to `deltas`
     and `held` for the batch's one `move_balances`. All or nothing: False, with nothing written, when any
     hold is not held any more or any posting is there already (the caller settles them one by one, which
     tells a duplicate from a hold that changed). Each (card, operation) at most once in `items`.
@@ -127,6 +127,30 @@ def settle_many(uow: Any, items: list[Settlement], deltas: dict[str, int], held:
     return True
 
 
+def holds_among(uow: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The holds of these (card, operation) pairs that exist: pair → HoldRow (id, account, cents, status)."""
+    found: dict[tuple[str, str], Any] = {}
+    if not pairs:
+        return found
+    if uow.dialect_name == "postgresql":
+        cursor = uow.execute_sql(
+            "SELECT h.card_id, h.operation_id, h.id, h.account_id, h.amount_cents, h.status FROM holds h "
+            "JOIN unnest(%(card)s::text[], %(op)s::text[]) AS v(card, op) "
+            "ON h.card_id = v.card AND h.operation_id = v.op",
+            {"card": [c for c, _ in pairs], "op": [o for _, o in pairs]})
+        rows = cursor.fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(pairs, SQLITE_CHUNK):
+            values = ",".join(["(?,?)"] * len(chunk))
+            rows += uow.execute_sql(
+                "SELECT card_id, operation_id, id, account_id, amount_cents, status FROM holds "
+                f"WHERE (card_id, operation_id) IN (VALUES {values})", [v for pair in chunk for v in pair]).fetchall()
+    for card, op, *row in rows:
+        found[(card, op)] = HoldRow(*row)
+    return found
+
+
 def _settle_holds(uow: Any, items: list[Settlement]) -> dict[tuple[str, str], tuple[int, str, int]]:
     """Set the held ones of these holds captured/released; (card, operation) → (hold id, account, amount)."""
     now = uow.now_value()
@@ -141,14 +165,16 @@ def _settle_holds(uow: Any, items: list[Settlement]) -> dict[tuple[str, str], tu
              "s": [status[i.action] for i in items], "c": [i.cents if i.action == "capture" else None for i in items]})
         return {(r[0], r[1]): (r[2], r[3], r[4]) for r in cursor.fetchall()}
     found: dict[tuple[str, str], tuple[int, str, int]] = {}
-    for i in items:  # in process: a statement costs microseconds, not a round trip
-        row = uow.execute_sql(
-            "UPDATE holds SET status = ?, captured_cents = ?, updated_at = ? "
-            "WHERE card_id = ? AND operation_id = ? AND status = 'held' RETURNING id, account_id, amount_cents",
-            (status[i.action], i.cents if i.action == "capture" else None, now, i.card_id, i.operation_id)).fetchone()
-        if row is None:
-            return found  # not all held: the caller's savepoint undoes what this did
-        found[(i.card_id, i.operation_id)] = (row[0], row[1], row[2])
+    for chunk in _chunks(items, SQLITE_CHUNK):
+        values = ",".join(["(?,?,?,?)"] * len(chunk))
+        cursor = uow.execute_sql(
+            "UPDATE holds SET status = v.column3, captured_cents = v.column4, updated_at = ? "
+            f"FROM (VALUES {values}) AS v WHERE holds.card_id = v.column1 AND holds.operation_id = v.column2 "
+            "AND holds.status = 'held' RETURNING holds.card_id, holds.operation_id, holds.id, holds.account_id, "
+            "holds.amount_cents",
+            [now, *(v for i in chunk for v in (i.card_id, i.operation_id, status[i.action],
+                                               i.cents if i.action == "capture" else None))])
+        found.update({(r[0], r[1]): (r[2], r[3], r[4]) for r in cursor.fetchall()})
     return found
 
 

@@ -37,6 +37,7 @@ class Applier:
         self.can_send = can_send  # a dispatcher runs: API commands have somewhere to go
         self.traced = tracing.tracer("hookstream.processor") is not None
         self.decides = getattr(type(processor), "decide", Processor.decide) is not Processor.decide
+        self.preloads = getattr(type(processor), "preload", Processor.preload) is not Processor.preload
         self.known_accounts: set[str] = set()  # shared by every lane's view: accounts are never deleted
 
     def past_deadline(self, event: Event) -> bool:
@@ -80,11 +81,10 @@ class Applier:
         span = self._claim_span(event, claimed)
         if not claimed:
             return "duplicate"
-        if batch.view is None:
-            batch.view = LedgerView(batch, self.known_accounts)
+        view = self._view(batch)
         try:
-            effects = self.processor.decide(event, batch.view)
-            staged = self._staged(batch.view, event, effects, claim=deferred)
+            effects = self.processor.decide(event, view)
+            staged = self._staged(view, event, effects, claim=deferred)
         except BaseException as exc:
             if is_database_error(exc):
                 # A read of the view failed: on Postgres the transaction is aborted, and a lost connection
@@ -106,13 +106,21 @@ class Applier:
                                        "hookstream.commands": len(effects.commands)})
         return "ok"
 
+    def _view(self, batch: Batch) -> LedgerView:
+        if batch.view is None:
+            batch.view = LedgerView(batch, self.known_accounts)
+        return batch.view
+
     def prefetch(self, batch: Batch, records: list[Any]) -> None:
         """Before a deciding batch: read the inbox state of its coming records at once (by the dedup key the
-        receiver put in their headers; a record without one is claimed on its own when decided)."""
-        keys = [v.decode("utf-8", "replace") for r in records for k, v in (r.headers or [])
-                if k == h.DEDUP_KEY and v is not None]
-        if keys:
-            batch.prefetch(self.name, keys)
+        receiver put in their headers; a record without one is claimed on its own when decided), and let the
+        processor read ahead what its decisions will ask the view (`Processor.preload`)."""
+        keyed = [(r, v.decode("utf-8", "replace")) for r in records for k, v in (r.headers or [])
+                 if k == h.DEDUP_KEY and v is not None]
+        if keyed:
+            batch.prefetch(self.name, [key for _, key in keyed])
+            if self.preloads:
+                self.processor.preload(self._view(batch), keyed)
 
     def _staged(self, view: LedgerView, event: Event, effects: Effects, *, claim: bool) -> Staged:
         """The effects checked (amounts in cents, accounts that exist) and laid out for the batch."""

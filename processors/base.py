@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -99,6 +99,11 @@ class Processor:
 
     def handle(self, event: Event, ctx: Context) -> None:
         raise NotImplementedError
+
+    def preload(self, view: LedgerView, records: list[tuple[Any, str]]) -> None:
+        """Optional, for a deciding processor: before a batch, read ahead in one statement what its decisions
+        will ask `view` one by one. `records` are the batch's coming Kafka records with the dedup key the
+        receiver gave each. Reads only: a guess that proves wrong costs the event its own read, nothing else."""
 
 
 @dataclass(slots=True)

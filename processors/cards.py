@@ -13,6 +13,8 @@ batch decided again, never applied on a stale read.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hookstream.domain.card_events import EVENT_TYPES, FollowUp, follow_up, identities, needs
 from hookstream.domain.effects import Effects
 from hookstream.processors.base import Event, Processor
@@ -27,6 +29,17 @@ class CardsProcessor(Processor):
     name = "cards"
     topics = (CARDS_TRANSACTIONS,)
     event_types = EVENT_TYPES
+
+    def preload(self, view: LedgerView, records: list[tuple[Any, str]]) -> None:
+        """The holds the batch's events will look for, in one statement: the card is the record's key, the
+        operation the last part of the dedup key the receiver wrote (`schemas.routing.dedup_key`)."""
+        pairs = []
+        for record, key in records:
+            parts = key.split(":", 3)
+            if record.key is not None and len(parts) == 4 and parts[0] == "cards":
+                card = record.key.decode("utf-8", "replace")
+                pairs += [(card, operation) for operation in identities(parts[3])]
+        view.preload_holds(pairs)
 
     def decide(self, event: Event, view: LedgerView) -> Effects:
         data = event.data

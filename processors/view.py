@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from hookstream.domain.card_events import Hold
+from hookstream.ledger import bulk
 from hookstream.ledger.models import Balance, CardState
 from hookstream.ledger.money import from_cents
 
@@ -26,6 +27,7 @@ class LedgerView:
         self._wallets: dict[str, str | None] = {}  # links can change between batches: per batch only
         self._cards: dict[str, CardState | None] = {}
         self._account_cards: dict[str, list[CardState]] = {}
+        self._holds: dict[tuple[str, str], Any] = {}  # (card, operation) → hold row or None, read ahead
 
     def account_exists(self, account_id: str) -> bool:
         if account_id in self._known:
@@ -83,13 +85,22 @@ class LedgerView:
             if lock:
                 unit.lock_card_account(card_id)
             for operation in operation_ids:
-                row = unit.hold(card_id, operation)
+                pair = (card_id, operation)
+                row = self._holds[pair] if not lock and pair in self._holds else unit.hold(card_id, operation)
                 if row is None:
                     continue
                 status = self._batch.holds.get((card_id, operation), row.status)
                 if status == "held" or operation == operation_ids[0]:
                     return Hold(operation, status, row.account_id, from_cents(row.amount_cents))
         return None
+
+    def preload_holds(self, pairs: list[tuple[str, str]]) -> None:
+        """Read these (card, operation) holds in one statement; `find_hold`'s first look uses them."""
+        wanted = [p for p in dict.fromkeys(pairs) if p not in self._holds]
+        if wanted:
+            found = bulk.holds_among(self._batch.unit(), wanted)
+            for pair in wanted:
+                self._holds[pair] = found.get(pair)
 
     def recorded_answer(self, dedup_key: str) -> str | None:
         """The response code the receiver recorded for this authorization's first answer (None: none)."""

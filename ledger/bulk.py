@@ -143,9 +143,11 @@ def holds_among(uow: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str],
         rows = []
         for chunk in _chunks(pairs, SQLITE_CHUNK):
             values = ",".join(["(?,?)"] * len(chunk))
+            # CROSS JOIN keeps the pairs the outer loop: one index search each (a row-value IN scans the table).
             rows += uow.execute_sql(
-                "SELECT card_id, operation_id, id, account_id, amount_cents, status FROM holds "
-                f"WHERE (card_id, operation_id) IN (VALUES {values})", [v for pair in chunk for v in pair]).fetchall()
+                "SELECT h.card_id, h.operation_id, h.id, h.account_id, h.amount_cents, h.status "
+                f"FROM (VALUES {values}) AS v CROSS JOIN holds h "
+                "ON h.card_id = v.column1 AND h.operation_id = v.column2", [v for pair in chunk for v in pair]).fetchall()
     for card, op, *row in rows:
         found[(card, op)] = HoldRow(*row)
     return found

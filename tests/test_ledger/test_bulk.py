@@ -50,6 +50,10 @@ def test_held_holds_settle_as_a_set_all_or_nothing(ledger: Ledger) -> None:
         for i in range(3):
             assert uow.place_hold("a", "c", f"op-{i}", Decimal("10.00"), f"auth-{i}").reason == "ok"
         assert uow.release_hold("c", "op-2", "gone").reason == "released"
+    with ledger.unit_of_work(read_only=True) as uow:  # the read-ahead: the pairs that have a hold, as they are
+        found = bulk.holds_among(uow, [("c", "op-0"), ("c", "op-2"), ("c", "nope"), ("other", "op-0")])
+        assert {pair: (row.account_id, row.amount_cents, row.status) for pair, row in found.items()} == {
+            ("c", "op-0"): ("a", 1000, "held"), ("c", "op-2"): ("a", 1000, "released")}
     settle = [bulk.Settlement("c", "op-0", "capture", 1250, "clr-0", None),
               bulk.Settlement("c", "op-1", "release", None, "rev-1", "m")]
 

@@ -101,6 +101,52 @@ def test_two_processes_split_partitions_and_one_stopping_loses_and_doubles_nothi
     _assert_exactly_once(s.database_url, ops)
 
 
+def test_a_rebalance_while_a_key_is_parked_keeps_its_order_and_applies_everything_once(
+        settings: Settings, start_sample, tmp_path: Path) -> None:
+    """A key waiting out a transient failure when the group rebalances (a second process joins, then the
+    first stops): its failed event and the ones queued behind it are neither lost, nor applied twice, nor
+    reordered, whichever process ends up owning the partition; the other keys of the partition flow."""
+    s = settings
+    feed = Feed(s)
+    a = start_sample(s, name="a", HOOKSTREAM_PROCESSOR_CONCURRENCY="8")
+    # On partition 0: a failing event of wal_k (3 failures, each asking for 4 s: time for a process to join
+    # while it waits), four events of wal_k behind it, and 40 events of other keys; more keys elsewhere.
+    feed.send(deposit("flaky", wallet="wal_k", test="transient:3:4.0"), partition=0)
+    behind = [f"behind-{i}" for i in range(4)]
+    for op in behind:
+        feed.send(deposit(op, wallet="wal_k"), partition=0)
+    others = [f"other-{i}" for i in range(40)]
+    for i, op in enumerate(others):
+        feed.send(deposit(op, wallet=f"wal_{i % 5}", test="slow:0.02"), partition=0)
+    elsewhere = [f"elsewhere-{i}" for i in range(60)]
+    for i, op in enumerate(elsewhere):
+        feed.send(deposit(op, wallet=f"wal_x{i % 7}", test="slow:0.02"), partition=1 + i % (s.topic_partitions - 1))
+    feed.close()
+    wait_until(lambda: any(op == "flaky" for op, *_ in attempts(tmp_path)), "the first failure", 30)
+
+    # While wal_k is parked: a second process joins (the group rebalances), then the first stops (SIGTERM).
+    b = start_sample(s, name="b", HOOKSTREAM_PROCESSOR_CONCURRENCY="8")
+    wait_until(lambda: bool(_assigned(b)), "the second process to get partitions", 60)
+    flaky_done = lambda: sample_key("flaky") in effects(s.database_url)  # noqa: E731
+    assert not flaky_done(), "the parked key finished before the rebalance"
+    assert a.proc.stop(timeout=20) == 0
+    wait_until(lambda: len(_assigned(b)) == s.topic_partitions, "the second process to own every partition", 60)
+
+    ops = ["flaky", *behind, *others, *elsewhere]
+    wait_until(lambda: _all_once(s.database_url, ops), "every effect", 90)
+    wait_until(lambda: sum(committed(s).values()) == len(ops), "offsets of every event committed", 30)
+    _assert_exactly_once(s.database_url, ops)
+    log = attempts(tmp_path)
+    flaky = [(n, at) for op, n, at, _ in log if op == "flaky"]
+    succeeded = flaky[-1][1]
+    assert len(flaky) >= 4, flaky  # three failures at least (a new owner counts its own), then the success
+    firsts = [min(at for op, _, at, _ in log if op == o) for o in behind]
+    assert min(firsts) > succeeded, "an event of the parked key overtook its failed one"
+    assert firsts == sorted(firsts), "the parked key's events ran out of order"
+    assert max(at for op, _, at, _ in log if op in others) < succeeded, "the partition waited for the parked key"
+    assert b.outcome("dead_lettered") == 0
+
+
 def test_sigterm_drains_within_the_bound_and_commits_exactly_the_handled_offsets(
         settings: Settings, start_sample) -> None:
     s = settings

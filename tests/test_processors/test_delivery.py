@@ -12,7 +12,7 @@ from hookstream.processors.runtime import lane_count
 from hookstream.settings import Settings
 from hookstream.ledger import Ledger
 from test_processors.conftest import (
-    DECIDING, SAMPLE, Feed, Running, committed, deposit, effects, query, sample_key, wait_until,
+    DECIDING, SAMPLE, Feed, Running, attempts, committed, deposit, effects, query, sample_key, wait_until,
 )
 from test_processors.sample import SampleProcessor
 

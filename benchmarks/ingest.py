@@ -49,6 +49,9 @@ from hookstream.kafka import ensure_topics
 from hookstream.schemas.routing import ROUTES, TOPICS
 from hookstream.settings import Settings
 
+# The producers' linger: hookstream's (HOOKSTREAM_KAFKA_LINGER_MS, else its default), given to every peer too.
+LINGER_MS = int(os.environ.get("HOOKSTREAM_KAFKA_LINGER_MS", Settings.model_fields["kafka_linger_ms"].default))
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "peers"
 KEY = "bench-webhook-key-0001"
@@ -162,7 +165,7 @@ def make_targets(bootstrap: str, work: Path, workers: int, variants: list[str] =
     def peer_env(prefix: str) -> dict[str, str]:
         routes = {f"{p}/{e}": [f"{prefix}{r.topic}", r.key_field] for (p, e), r in ROUTES.items()}
         return {"PEER_KEY": KEY, "PEER_BOOTSTRAP": bootstrap, "PEER_ROUTES": json.dumps(routes),
-                "PYTHONPATH": str(PEERS)}
+                "PEER_LINGER_MS": str(LINGER_MS), "PYTHONPATH": str(PEERS)}
 
     def hookstream(name: str, n: int, python: str = sys.executable, label: str = "hookstream ingest") -> Target:
         prefix = f"b{stamp}{name.replace('-', '')}."
@@ -332,7 +335,7 @@ Python ones), all started before the first round and measured in {args.rounds} i
 {len(MIX)} non-authorization kinds of the test catalog (`tests/test_ingest/payloads.py`) in all
 {len(VARIANTS)} envelope forms, unique operation ids, sent round-robin by a Lua script that sets
 `X-Webhook-Key`, a fresh `X-Request-Timestamp` and `Content-Type`. Every Kafka target answers 200 only
-after acks=all (idempotent producers, linger 5 ms); the peers route each kind to the same topic and key
+after acks=all (idempotent producers, every one with hookstream's linger, {LINGER_MS} ms); the peers route each kind to the same topic and key
 as hookstream but add no record headers, validate nothing beyond the JSON and keep no metrics or spool.
 CPU per request = utime+stime from `/proc/<pid>/stat` of the server's process tree (all threads and
 worker processes; the Go binary too), the broker's JVM and wrk, over the run ÷ requests answered.

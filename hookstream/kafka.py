@@ -172,7 +172,7 @@ def make_producer(settings: Settings, role: str = "producer", **overrides: Any) 
         "acks": "all",
         "enable_idempotence": True,
         "max_in_flight_requests_per_connection": 5,
-        "linger_ms": 5,  # fuller batches: fewer produce requests and sender wakeups per record
+        "linger_ms": settings.kafka_linger_ms,
         "batch_size": 64 * 1024,
         "retries": 2**31 - 1,
         "retry_backoff_ms": 100,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(
         10.0, gt=0, description="How long a webhook waits for the broker's ack before 503."
     )
+    kafka_linger_ms: int = Field(
+        0, ge=0, le=1000, description="How long a producer holds a record to fill its batch before sending "
+        "(kafka-python `linger_ms`): added to every acknowledged publish, so to every answer.",
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503.")
     spool_dir: Path = Field(Path("var/spool"), description="Durable spool for never-retried events.")
     spool_max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="Spool bound, all segments.")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from common import BOOTSTRAP, OK, accept
+from common import BOOTSTRAP, LINGER_MS, OK, accept
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +31,8 @@ async def webhook(request: Request) -> Response:
 @contextlib.asynccontextmanager
 async def lifespan(_: Starlette) -> AsyncIterator[None]:
     global producer
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True,
+                                linger_ms=LINGER_MS)
     await producer.start()
     try:
         yield

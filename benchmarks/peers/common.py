@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 KEY = os.environ.get("PEER_KEY", "").encode()
 BOOTSTRAP = os.environ.get("PEER_BOOTSTRAP", "127.0.0.1:9092")
+LINGER_MS = int(os.environ.get("PEER_LINGER_MS", "0"))  # the harness passes hookstream's HOOKSTREAM_KAFKA_LINGER_MS
 # "product/event_type" → [topic, field of data that keys the record]; written by benchmarks/ingest.py
 ROUTES: dict[str, list[str]] = json.loads(os.environ.get("PEER_ROUTES", "{}"))
 OK = b'{"response_code":"OK"}'

@@ -8,14 +8,15 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from common import BOOTSTRAP, OK, accept
+from common import BOOTSTRAP, LINGER_MS, OK, accept
 from confluent_kafka import KafkaException, Producer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-producer = Producer({"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+producer = Producer({"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True,
+                     "linger.ms": LINGER_MS})
 
 
 def settle(done: asyncio.Future[None], err: Any) -> None:

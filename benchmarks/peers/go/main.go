@@ -10,6 +10,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +23,12 @@ func main() {
 		log.Fatalf("PEER_ROUTES: %v", err)
 	}
 	key := []byte(os.Getenv("PEER_KEY"))
+	lingerMs, err := strconv.Atoi(os.Getenv("PEER_LINGER_MS")) // hookstream's HOOKSTREAM_KAFKA_LINGER_MS
+	if err != nil {
+		log.Fatalf("PEER_LINGER_MS: %v", err)
+	}
 	client, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv("PEER_BOOTSTRAP"), ",")...),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond)) // idempotent by default
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Duration(lingerMs)*time.Millisecond)) // idempotent by default
 	if err != nil {
 		log.Fatal(err)
 	}

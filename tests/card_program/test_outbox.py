@@ -6,7 +6,9 @@ the platform applied (status 200, not an idempotent replay) per key, whatever fa
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import threading
 import time
 import uuid
@@ -14,13 +16,17 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from card_program.conftest import envelope, fund, wait_until
+from card_program.conftest import WEBHOOK_KEY, card_data, envelope, fund, wait_until
+from fixtures.http_load import post_paced
 from hookstream.idempotency import idempotency_key
 from hookstream.schemas.envelope import parse_envelope
 from hookstream.schemas.routing import dedup_key
 
 LEDGER_POLICY = "hookstream.ingest.policy:ledger_policy"
 CARD_PATHS = ["/cards/virtual-cards/"]
+# The outage-under-load proof's size: 10 s in `make test`; HOOKSTREAM_OUTAGE_PROOF_S=60 is issue 13's full size.
+OUTAGE_S = float(os.environ.get("HOOKSTREAM_OUTAGE_PROOF_S", "10"))
+AUTH_RATE = 200.0  # authorizations/s sent to the receiver throughout the outage
 
 
 def three_ds_key(code: str) -> str:
@@ -216,3 +222,69 @@ def test_a_stopping_dispatcher_gives_back_what_no_sender_took_and_each_answer_go
     keys = {three_ds_key(c) for c in codes}
     wait_until(lambda: set(applied(sandbox.calls("/3ds-authorization"))) >= keys, "every answer after the restart", 60)
     assert applied(sandbox.calls("/3ds-authorization")) == Counter({k: 1 for k in keys})
+
+
+def test_an_api_outage_under_200_authorizations_per_s_declines_none_and_sends_every_command_once_after_it(
+        e2e_settings, e2e_ledger, start_pipeline, start_processor):
+    """The API answers 500, then 429 (Retry-After 2 s), for OUTAGE_S while authorizations arrive at 200/s and 3DS
+    challenges and TOP_UP deposits queue API commands: the receiver's decisions on the shared SQLite ledger never
+    wait on the outage (every funded authorization approved, none by fallback), and once it ends every command
+    is applied once, none dead-lettered, none expired."""
+    fund(e2e_ledger, "acct-1", "1000000.00", cards={"crd_webhook": "WEBHOOK"})
+    fund(e2e_ledger, "acct-2", "0.00", cards={"crd_topup": "TOP_UP"}, wallets=("wlt_1",))
+    sandbox = start_pipeline(e2e_settings, generation="B", policy=LEDGER_POLICY)
+    retrying = {"HOOKSTREAM_RETRY_MAX_S": "2", "HOOKSTREAM_RETRY_INITIAL_S": "0.2"}
+    three_ds = start_processor("three-ds", e2e_settings, api_url=sandbox.base, **retrying)
+    deposits = start_processor("deposits", e2e_settings, api_url=sandbox.base, **retrying)
+
+    # 500 for 70 % of the outage, then 429 asking for 2 s: the first matching fault answers, an expired one drops out.
+    outage_ends = time.time() + OUTAGE_S
+    sandbox.control("POST", "faults", json={"status": 500, "seconds": OUTAGE_S * 0.7, "paths": CARD_PATHS})
+    sandbox.control("POST", "faults", json={"status": 429, "seconds": OUTAGE_S, "retry_after": 2, "paths": CARD_PATHS})
+
+    def platform_events() -> None:  # commands queued all through the outage
+        for i in range(20):
+            codes.append(sandbox.trigger("3ds", card_id="crd_webhook", transaction_amount="1.00")["code"])
+            if i % 4 == 0:
+                sandbox.trigger("deposit", product="virtual_wallets", wallet_id="wlt_1", amount=f"{i // 4 + 1}.00")
+            time.sleep(OUTAGE_S * 0.8 / 20)
+
+    codes: list[str] = []
+    events = threading.Thread(target=platform_events)
+    events.start()
+    count = int(AUTH_RATE * OUTAGE_S)
+    bodies = [envelope("B", "cards", "authorization", "pending", f"out-{uuid.uuid4().hex[:12]}",
+                       card_data("crd_webhook", "1.00")) for _ in range(count)]
+    host, port = "127.0.0.1", int(sandbox.ingest_url.split(":")[2].split("/")[0])
+    headers = {"X-Webhook-Key": WEBHOOK_KEY, "Content-Type": "application/json",
+               "X-Request-Timestamp": str(int(time.time() * 1000))}
+    result = asyncio.run(post_paced(host, port, "/webhooks/cryptomate", bodies, headers, AUTH_RATE, 16))
+    events.join(OUTAGE_S + 60)
+    assert time.time() >= outage_ends - 1, "the authorizations were sent faster than the outage lasted"
+
+    # Every authorization was decided by the ledger within its budget: approved, a hold each, no fallback.
+    answers = Counter((status, json.loads(body or b"{}").get("response_code"))
+                      for status, body in zip(result.statuses, result.answers))
+    assert answers == Counter({(200, "00"): count}), answers.most_common(5)
+    latencies = sorted(result.latencies)
+    print(f"outage {OUTAGE_S:g} s: {count} authorizations at {result.achieved_rate:.0f}/s, all 00; latency p50 "
+          f"{latencies[count // 2] * 1000:.1f} ms, p99 {latencies[int(count * 0.99)] * 1000:.1f} ms, "
+          f"max {latencies[-1] * 1000:.1f} ms")
+    with e2e_ledger.unit_of_work(read_only=True) as uow:
+        assert uow.balance("acct-1").held == D(count)
+
+    # After the outage: every command applied once (3DS answers, the virtual-balance overrides), none late.
+    keys = {three_ds_key(c) for c in codes}
+    wait_until(lambda: set(applied(sandbox.calls("/3ds-authorization"))) >= keys, "every 3DS answer applied", 120)
+    wait_until(lambda: D(str(sandbox.control("GET", "balances")["cards"]["crd_topup"]["virtual_balance"])) == D("15.00"),
+               "the TOP_UP card's virtual balance", 120)
+    answers_3ds, overrides = sandbox.calls("/3ds-authorization"), sandbox.calls("/virtual-balance")
+    assert {c["status"] for c in answers_3ds if c["status"] >= 400} == {429, 500}, "the outage was not seen"
+    assert applied(answers_3ds) == Counter({k: 1 for k in keys}), "a 3DS answer applied twice or never"
+    assert all(n == 1 for n in applied(overrides).values()) and len(applied(overrides)) == 5
+    ok = [c for c in answers_3ds + overrides if c["status"] in (200, 201) and not c["replayed"]]
+    assert all(datetime.fromisoformat(c["at"]).timestamp() >= outage_ends - 0.5 for c in ok), "sent during the outage"
+    for running, kind in ((three_ds, "respond_3ds"), (deposits, "override_card_virtual_balance")):
+        for outcome in ("dead_lettered", "expired"):
+            assert running.metric("hookstream_outbox_commands_total", command=kind, outcome=outcome) == 0
+        assert running.outcome("dead_lettered") == 0 and running.healthy()

@@ -96,10 +96,12 @@ class NotAllHeld(Exception):
 
 
 def settle_many(uow: Any, items: list[Settlement], deltas: dict[str, int], held: dict[str, int]) -> bool:
-    """Settle a set of held holds at once: one UPDATE of the holds, one multi-row INSERT of their postings; the balance and held moves are added to `deltas`
-    and `held` for the batch's one `move_balances`. All or nothing: False, with nothing written, when any
-    hold is not held any more or any posting is there already (the caller settles them one by one, which
-    tells a duplicate from a hold that changed). Each (card, operation) at most once in `items`.
+    """Settle a set of held holds at once: one UPDATE of the holds, one multi-row INSERT of their postings;
+    the balance and held moves are added to `deltas` and `held` for the batch's one `move_balances`.
+
+    All or nothing: False, with nothing written, when any hold is not held any more or any posting is there
+    already (the caller settles them one by one, which tells a duplicate from a hold that changed). Each
+    (card, operation) at most once in `items`.
     """
     if not items:
         return True
@@ -147,7 +149,8 @@ def holds_among(uow: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str],
             rows += uow.execute_sql(
                 "SELECT h.card_id, h.operation_id, h.id, h.account_id, h.amount_cents, h.status "
                 f"FROM (VALUES {values}) AS v CROSS JOIN holds h "
-                "ON h.card_id = v.column1 AND h.operation_id = v.column2", [v for pair in chunk for v in pair]).fetchall()
+                "ON h.card_id = v.column1 AND h.operation_id = v.column2",
+                [v for pair in chunk for v in pair]).fetchall()
     for card, op, *row in rows:
         found[(card, op)] = HoldRow(*row)
     return found

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from hookstream.schemas.records import Movement  # a treasury movement row: the ledger keeps it, a decision asks for it
+
 # The commands the dispatcher knows how to send, by CryptoMate client method.
 COMMAND_KINDS = frozenset({"respond_3ds", "override_card_virtual_balance", "unblock_card"})
 SECRET_ARGS = frozenset({"code"})  # never in a log line or a dead letter (the 3DS challenge code)
@@ -128,24 +130,6 @@ class UnmatchedEvent:
     amount: Decimal | None
     reason: str
     posted: bool = False  # the money was posted all the same (a settlement without a hold: a debit)
-
-
-@dataclass(frozen=True, slots=True)
-class Movement:
-    """A ledger intent: record a treasury movement (transfer, withdrawal) with its reported status."""
-
-    product: str
-    event_type: str
-    operation_id: str
-    status: str | None
-    reason: str | None
-    wallet_id: str | None
-    card_id: str | None
-    amount: Decimal | None
-    transaction_hash: str | None
-    to_wallet_address: str | None
-    alert: bool
-    occurred_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -471,7 +471,7 @@ class UnitOfWork:
 
     def hold_status(self, card_id: str, operation_id: str) -> str | None:
         """'held', 'captured', 'released', or None when the operation has no hold."""
-        hold = self._find_hold(card_id, operation_id, lock=False)
+        hold = self.hold(card_id, operation_id)
         return hold.status if hold is not None else None
 
     def recorded_answer(self, dedup_key: str) -> str | None:

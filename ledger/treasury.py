@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from hookstream.domain.effects import Movement
 from hookstream.ledger.schema import treasury_movements, utcnow
+from hookstream.schemas.records import Movement
 
 
 @dataclass(frozen=True, slots=True)
 class TreasuryMovement(Movement):
-    """A recorded movement: what was reported (`domain.effects.Movement`), its event's dedup key, when recorded."""
+    """A recorded movement: what was reported (`schemas.records.Movement`), its event's dedup key, when recorded."""
 
     dedup_key: str = ""
     recorded_at: datetime | None = None

@@ -1,13 +1,19 @@
-"""The CryptoMate API client the outbox dispatcher sends with: one attempt, rate limit, idempotency, typed results."""
+"""The CryptoMate API client: one attempt per call, rate limit, idempotency, typed results.
+
+A request is built once (`request`, and the outbox commands' own builders), sent by a transport — the
+synchronous `CryptoMateClient` here (httpx, for scripts and tools) or `hookstream.api.aio.AsyncCryptoMateClient`
+(aiohttp, the outbox dispatcher's) — and its answer read once (`reply_or_raise`): both clients send the same
+bytes and raise the same typed errors."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -52,7 +58,7 @@ _wallets = TypeAdapter(list[VirtualWallet])
 log = get_logger("hookstream.api")
 
 
-class _Reply:
+class Reply:
     """A successful answer: status and raw body, or the pending marker of a 302 WARNING."""
 
     __slots__ = ("status", "content", "pending")
@@ -62,6 +68,103 @@ class _Reply:
 
     def json(self) -> Any:
         return json.loads(self.content) if self.content.strip() else None
+
+
+class Request(NamedTuple):
+    """One API request, ready for either transport."""
+
+    method: str
+    path: str  # the template filled in, each parameter percent-encoded
+    template: str  # the path template: the metrics label, the span name, the error's endpoint
+    headers: dict[str, str]
+    content: bytes | None
+    params: dict[str, Any] | None = None
+    pending_ok: bool = False  # a 302 WARNING is a Pending result, not an error
+
+
+def request(method: str, template: str, idempotency_key: str | None = None, body: Any = None, *,
+            params: dict[str, Any] | None = None, path_params: Mapping[str, str] | None = None,
+            pending_ok: bool = False) -> Request:
+    """The request for `method template`; mutating calls carry the caller's Idempotency-Key or a fresh one."""
+    path = template.format(**{k: quote(str(v), safe="") for k, v in (path_params or {}).items()})
+    headers: dict[str, str] = {}
+    if method != "GET":
+        # The caller repeats the key on a retry: a request the platform already applied is not applied again.
+        headers["Idempotency-Key"] = idempotency_key or f"hs-{uuid.uuid4().hex}"
+    content = json.dumps(body).encode() if body is not None else None
+    if content is not None:
+        headers["content-type"] = "application/json"
+    return Request(method, path, template, headers, content, params, pending_ok)
+
+
+def respond_3ds_request(card_id: str, code: str, approve: bool, idempotency_key: str | None = None) -> Request:
+    """POST /cards/virtual-cards/{cardId}/3ds-authorization `{code, approve}` (level 2)."""
+    return request("POST", "/cards/virtual-cards/{cardId}/3ds-authorization", idempotency_key,
+                   {"code": code, "approve": approve}, path_params={"cardId": card_id})
+
+
+def override_card_virtual_balance_request(card_id: str, virtual_balance: Decimal | int | str,
+                                          idempotency_key: str | None = None) -> Request:
+    """PATCH /cards/virtual-cards/{cardId}/virtual-balance (level 2)."""
+    return request("PATCH", "/cards/virtual-cards/{cardId}/virtual-balance", idempotency_key,
+                   {"virtual_balance": _number(virtual_balance)}, path_params={"cardId": card_id})
+
+
+def unblock_card_request(card_id: str, idempotency_key: str | None = None) -> Request:
+    """PATCH /cards/virtual-cards/{cardId}/unblock (level 2)."""
+    return request("PATCH", "/cards/virtual-cards/{cardId}/unblock", idempotency_key, None,
+                   path_params={"cardId": card_id})
+
+
+def command_request(kind: str, args: Mapping[str, Any], idempotency_key: str) -> Request:
+    """The request an outbox command is carried out with (`ValueError` for a kind no builder knows)."""
+    if kind == "respond_3ds":
+        return respond_3ds_request(args["card_id"], args["code"], bool(args["approve"]), idempotency_key)
+    if kind == "override_card_virtual_balance":
+        return override_card_virtual_balance_request(args["card_id"], Decimal(args["virtual_balance"]),
+                                                     idempotency_key)
+    if kind == "unblock_card":
+        return unblock_card_request(args["card_id"], idempotency_key)
+    raise ValueError(f"unknown API command {kind!r}")
+
+
+def reply_or_raise(status: int, content: bytes, headers: Any, req: Request) -> Reply:
+    """A response read once, by either transport: the reply, or the typed error (`headers`: case-insensitive)."""
+    if 200 <= status < 300:
+        return Reply(status, content)
+    if status == 302:
+        code, message, _ = parse_error_body(content)
+        if code == "WARNING" and req.pending_ok:
+            return Reply(status, content, Pending(message=message, endpoint=req.template))
+    raise error_from_response(status, content, headers, req.template)
+
+
+def observe(template: str, status: str, seconds: float) -> None:
+    """The call's metrics: by endpoint template and status (`timeout`, `connection_error` without a response)."""
+    metrics.api_calls.labels(endpoint=template, status=status).inc()
+    metrics.api_call_seconds.labels(endpoint=template).observe(max(0.0, seconds))
+
+
+@contextmanager
+def request_span(tracer: Any, req: Request, host: str) -> Iterator[Any]:
+    """A CLIENT span around one attempt when exporting (else None), child of the caller's current span; the
+    platform gets it as `traceparent`. The caller records the reply's status; a failure's type only is recorded,
+    never its message: a platform message may echo what was sent."""
+    if tracer is None:
+        yield None
+        return
+    with tracer.start_as_current_span(f"{req.method} {req.template}", kind=tracing.kind("CLIENT"), attributes={
+        "http.request.method": req.method, "url.template": req.template, "server.address": host,
+    }, record_exception=False, set_status_on_exception=False) as span:
+        req.headers[tracing.TRACEPARENT] = tracing.traceparent(span)
+        try:
+            yield span
+        except ApiError as exc:
+            if exc.status is not None:
+                span.set_attribute("http.response.status_code", exc.status)
+            span.set_attribute("error.type", type(exc).__name__)
+            tracing.fail(span, type(exc).__name__)
+            raise
 
 
 class CryptoMateClient:
@@ -140,9 +243,8 @@ class CryptoMateClient:
     def respond_3ds(self, card_id: str, code: str, approve: bool, *,
                     idempotency_key: str | None = None) -> ThreeDSResponse:
         """POST /cards/virtual-cards/{cardId}/3ds-authorization `{code, approve}` (level 2)."""
-        body = self._mutate("POST", "/cards/virtual-cards/{cardId}/3ds-authorization", idempotency_key,
-                            {"code": code, "approve": approve}, cardId=card_id)
-        return ThreeDSResponse.model_validate(body)
+        return ThreeDSResponse.model_validate(self._send(respond_3ds_request(card_id, code, approve,
+                                                                             idempotency_key)).json())
 
     def set_frozen(self, card_id: str, freeze: bool, *, idempotency_key: str | None = None) -> None:
         """PATCH /cards/virtual-cards/{cardId}/frozen `{freeze}` (level 3); the platform answers empty."""
@@ -157,16 +259,14 @@ class CryptoMateClient:
 
     def unblock_card(self, card_id: str, *, idempotency_key: str | None = None) -> UnblockResult:
         """PATCH /cards/virtual-cards/{cardId}/unblock (level 2); also resets the velocity counter."""
-        body = self._mutate("PATCH", "/cards/virtual-cards/{cardId}/unblock", idempotency_key, None,
-                            cardId=card_id)
+        body = self._send(unblock_card_request(card_id, idempotency_key)).json()
         return UnblockResult.model_validate(body if body is not None else {"blocked": False})
 
     def override_card_virtual_balance(self, card_id: str, virtual_balance: Decimal | int | str, *,
                                       idempotency_key: str | None = None) -> Decimal:
         """PATCH /cards/virtual-cards/{cardId}/virtual-balance (level 2); the new balance (bare number)."""
-        body = self._mutate("PATCH", "/cards/virtual-cards/{cardId}/virtual-balance", idempotency_key,
-                            {"virtual_balance": _number(virtual_balance)}, cardId=card_id)
-        return _decimal(body)
+        return _decimal(self._send(override_card_virtual_balance_request(card_id, virtual_balance,
+                                                                          idempotency_key)).json())
 
     def get_card_virtual_balances(self, card_id: str) -> CardVirtualBalances:
         """GET /cards/virtual-cards/{cardId}/virtual-balances (level 1); 400 APP_ERROR if not TOP_UP."""
@@ -244,65 +344,32 @@ class CryptoMateClient:
 
     def _call(self, method: str, template: str, idempotency_key: str | None, body: Any, *,
               params: dict[str, Any] | None = None, path_params: dict[str, str] | None = None,
-              pending_ok: bool = False) -> _Reply:
-        """One attempt. Raises ApiError subclasses (TransientApiError: worth retrying); returns the reply."""
-        path = template.format(**{k: quote(str(v), safe="") for k, v in (path_params or {}).items()})
-        headers: dict[str, str] = {}
-        if method != "GET":
-            # The caller repeats the key on a retry: a request the platform already applied is not applied again.
-            headers["Idempotency-Key"] = idempotency_key or f"hs-{uuid.uuid4().hex}"
-        content = json.dumps(body).encode() if body is not None else None
-        if content is not None:
-            headers["content-type"] = "application/json"
-        return self._attempt(method, path, template, headers, content, params, pending_ok)
+              pending_ok: bool = False) -> Reply:
+        return self._send(request(method, template, idempotency_key, body, params=params,
+                                  path_params=path_params, pending_ok=pending_ok))
 
-    def _attempt(self, method: str, path: str, template: str, headers: dict[str, str],
-                 content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:
-        if self._tracer is None:
-            return self._request(method, path, template, headers, content, params, pending_ok)
-        # A CLIENT span, child of the caller's current one; the platform gets it as `traceparent`.
-        # The error type only, never its message: a platform message may echo what was sent.
-        with self._tracer.start_as_current_span(f"{method} {template}", kind=tracing.kind("CLIENT"), attributes={
-            "http.request.method": method, "url.template": template, "server.address": self._http.base_url.host,
-        }, record_exception=False, set_status_on_exception=False) as span:
-            headers[tracing.TRACEPARENT] = tracing.traceparent(span)
-            try:
-                reply = self._request(method, path, template, headers, content, params, pending_ok)
-            except ApiError as exc:
-                if exc.status is not None:
-                    span.set_attribute("http.response.status_code", exc.status)
-                span.set_attribute("error.type", type(exc).__name__)
-                tracing.fail(span, type(exc).__name__)
-                raise
-            span.set_attribute("http.response.status_code", reply.status)
+    def _send(self, req: Request) -> Reply:
+        """One attempt. Raises ApiError subclasses (TransientApiError: worth retrying); returns the reply."""
+        with request_span(self._tracer, req, self._http.base_url.host) as span:
+            reply = self._request(req)
+            if span is not None:
+                span.set_attribute("http.response.status_code", reply.status)
             return reply
 
-    def _request(self, method: str, path: str, template: str, headers: dict[str, str],
-                 content: bytes | None, params: dict[str, Any] | None, pending_ok: bool) -> _Reply:
+    def _request(self, req: Request) -> Reply:
         self._limiter.acquire()
         started = self._clock()
         try:
-            response = self._http.request(method, path, headers=headers, content=content, params=params)
+            response = self._http.request(req.method, req.path, headers=req.headers, content=req.content,
+                                          params=req.params)
         except httpx.TimeoutException as exc:
-            self._observe(template, "timeout", started)
-            raise ApiTimeoutError(f"{type(exc).__name__}", endpoint=template) from None
+            observe(req.template, "timeout", self._clock() - started)
+            raise ApiTimeoutError(f"{type(exc).__name__}", endpoint=req.template) from None
         except httpx.TransportError as exc:
-            self._observe(template, "connection_error", started)
-            raise ApiConnectionError(f"{type(exc).__name__}", endpoint=template) from None
-        status = response.status_code
-        self._observe(template, str(status), started)
-        if 200 <= status < 300:
-            return _Reply(status, response.content)
-        if status == 302:
-            code, message, _ = parse_error_body(response.content)
-            if code == "WARNING" and pending_ok:
-                return _Reply(status, response.content, Pending(message=message, endpoint=template))
-        error: ApiError = error_from_response(status, response.content, response.headers, template)
-        raise error
-
-    def _observe(self, template: str, status: str, started: float) -> None:
-        metrics.api_calls.labels(endpoint=template, status=status).inc()
-        metrics.api_call_seconds.labels(endpoint=template).observe(max(0.0, self._clock() - started))
+            observe(req.template, "connection_error", self._clock() - started)
+            raise ApiConnectionError(f"{type(exc).__name__}", endpoint=req.template) from None
+        observe(req.template, str(response.status_code), self._clock() - started)
+        return reply_or_raise(response.status_code, response.content, response.headers, req)
 
 
 def _number(value: Decimal | int | str | float) -> float | int:

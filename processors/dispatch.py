@@ -1,9 +1,13 @@
 """The outbox dispatcher: sends committed API commands with their keys, bounded, paced, retried once over.
 
-It runs beside the poll loop in the processor's process (a thread, woken after each commit that
-wrote commands): a 3DS answer leaves within milliseconds of its decision's commit, no extra
-deployment is needed, and any process of the same processor picks up what another left behind
-(claims are leases in the ledger). No ledger transaction is open while a request is on the wire.
+It runs beside the poll loop in the processor's process: a round thread (woken after each commit that
+wrote commands) that talks to the ledger, and one sender thread whose asyncio loop has every claimed
+request in flight (`hookstream.api.aio`, at most HOOKSTREAM_DISPATCH_CONCURRENCY on the wire) — not a
+thread per request, each queueing for the GIL behind the processor after every socket call. A 3DS answer
+leaves within milliseconds of its decision's commit, no extra deployment is needed, and any process of the
+same processor picks up what another left behind (claims are leases in the ledger). No ledger transaction
+is open while a request is on the wire, and the sender thread never touches the ledger or the broker: it
+hands each outcome (sent, failed, given back) to the round thread.
 
 One retry policy: failures are classified by `errors.classify_error` and timed by `retry.next_retry`
 (the client makes one attempt). Transient failures are retried until the command's deadline, or for
@@ -20,6 +24,7 @@ back unsent (`late_bound_s`), so a slow platform never makes the next requests b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import queue
@@ -29,12 +34,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from hookstream import metrics, tracing
+from hookstream.api.client import command_request
 from hookstream.ledger.outbox import RELEASED, Outbox, OutboxCommand
 from hookstream.logs import get_logger
 from hookstream.processors.errors import Failure, classify_error
@@ -65,26 +69,26 @@ def rate_key(settings: Settings) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def send(client: Any, command: OutboxCommand) -> None:
-    """Carry out one command with the CryptoMate client (one attempt)."""
-    a, key = command.args, command.idempotency_key
-    if command.kind == "respond_3ds":
-        client.respond_3ds(a["card_id"], a["code"], bool(a["approve"]), idempotency_key=key)
-    elif command.kind == "override_card_virtual_balance":
-        client.override_card_virtual_balance(a["card_id"], Decimal(a["virtual_balance"]), idempotency_key=key)
-    elif command.kind == "unblock_card":
-        client.unblock_card(a["card_id"], idempotency_key=key)
-    else:
-        raise ValueError(f"unknown API command {command.kind!r}")
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (it comes with uvicorn[standard]), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover — uvloop is a dependency on every platform we ship
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class _Finished(NamedTuple):
     """A request's outcome, waiting for the loop's next round to be recorded."""
 
     command: OutboxCommand
-    status: str  # "sent", "expired", or RELEASED (given back unsent)
+    status: str  # "sent", "expired", FAILED (the round thread decides: retry, expire, dead-letter) or RELEASED
     error: str | None = None
-    span: dict[str, str] = {}  # trace_id/span_id of the dispatch span, for its log line (never mutated)
+    span: dict[str, str] = {}  # trace_id/span_id of the dispatch span, for its log lines (never mutated)
+    failure: Failure | None = None  # FAILED: the classified error
+
+
+FAILED = "failed"
 
 
 class Dispatcher:
@@ -119,8 +123,14 @@ class Dispatcher:
         # (command, "sent" | "expired", why) from the senders, settled by the loop a round at a time.
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._unsettled: list[_Finished] = []
-        self._queued: dict[int, OutboxCommand] = {}  # claimed, waiting for a sender (given back on stop)
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"dispatch-{processor}")
+        # The sender's loop (its own thread): claimed commands wait there for their send time, then for one
+        # of `concurrency` places on the wire; those still waiting on stop are given back at once.
+        self._loop = new_event_loop()
+        self._sender = threading.Thread(target=self._loop.run_forever, name=f"dispatch-send-{processor}",
+                                        daemon=True)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[int, asyncio.Task[None]] = {}  # not on the wire yet (cancelled → given back)
+        self._wire: asyncio.Semaphore | None = None  # made on the loop
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{processor}", daemon=True)
         self._tracer = tracing.tracer("hookstream.dispatch")  # None: not exporting
         self.failed: BaseException | None = None  # the loop died: the process is unhealthy
@@ -129,6 +139,7 @@ class Dispatcher:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Dispatcher:
+        self._sender.start()
         self._thread.start()
         return self
 
@@ -145,7 +156,6 @@ class Dispatcher:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout_s)
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -166,11 +176,20 @@ class Dispatcher:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
         # Stopping: no new claims; the requests in flight finish (the caller bounds the wait) and are settled,
-        # and the claimed commands no sender took yet are given back at once (not left to their lease).
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        for command in list(self._queued.values()):
-            self._finished.put(_Finished(command, RELEASED))
+        # and the claimed commands not on the wire yet are given back at once (not left to their lease).
+        try:
+            asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._settle_finished()
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # sends handed over just before: let each task start (its `finally` gives it back)
+        for task in list(self._waiting.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
 
     def purge(self) -> int:
         """Delete this processor's commands settled longer than the retention ago (a few batches per call)."""
@@ -210,24 +229,32 @@ class Dispatcher:
                 self._unsettled = batch + self._unsettled  # settled with the next round (within their lease)
                 raise
             self._report(batch, done)
+            sends = []
             for command, at in claimed:
                 if at is None:
                     self._finished.put(_Finished(command, "expired", "deadline passed before sending"))
                 else:
-                    free -= 1
-                    self._queued[command.id] = command
-                    self._pool.submit(self._send, command, at)
+                    sends.append((command, at))
+            if sends:
+                free -= len(sends)
+                self._loop.call_soon_threadsafe(self._start_sends, sends)  # one wake-up of the loop per round
             return len(claimed) > 0 or len(batch) > 0
         finally:
             for _ in range(free):
                 self._slots.release()
 
     def _collect_finished(self) -> None:
+        """Take the outcomes the sender handed over; a failure is decided here (retry, expire, dead-letter):
+        that writes to the ledger or the broker, which the sender's loop never waits for."""
         while True:
             try:
-                self._unsettled.append(self._finished.get_nowait())
+                finished = self._finished.get_nowait()
             except queue.Empty:
                 return
+            if finished.failure is not None:
+                self._failed(finished.command, finished.failure, finished.span)
+            else:
+                self._unsettled.append(finished)
 
     def _settle_finished(self) -> None:
         """Record the outcomes of the requests finished since the last round, in one transaction (on stop).
@@ -246,7 +273,7 @@ class Dispatcher:
         self._report(batch, done)
 
     def _report(self, batch: list[_Finished], done: set[int]) -> None:
-        for command, status, error, span in batch:
+        for command, status, error, span, _ in batch:
             if command.id not in done:
                 self.log.warning("dispatch.lease_lost", **span, **self._fields(command))
             elif status == RELEASED:
@@ -258,55 +285,74 @@ class Dispatcher:
                 metrics.outbox_commands.labels(self.processor, command.kind, "expired").inc()
                 self.log.warning("dispatch.expired", reason=error, **span, **self._fields(command))
 
-    def _finish_later(self, command: OutboxCommand, status: str, error: str | None = None) -> None:
-        """Hand an outcome to the loop, which settles a round's outcomes in one transaction; its log line
-        carries the dispatch span this happened in (it is written after the span ended)."""
+    def _finish_later(self, command: OutboxCommand, status: str, error: str | None = None,
+                      failure: Failure | None = None) -> None:
+        """Hand an outcome to the round thread, which settles a round's outcomes in one transaction; its log
+        line carries the dispatch span this happened in (it is written after the span ended)."""
         current = tracing.current_ids() if self._tracer is not None else None
         span = {"trace_id": current[0], "span_id": current[1]} if current is not None else {}
-        self._finished.put(_Finished(command, status, error, span))
+        self._finished.put(_Finished(command, status, error, span, failure))
 
-    def _send(self, command: OutboxCommand, at: float) -> None:
-        self._queued.pop(command.id, None)
-        if self._tracer is None:
-            self._send_one(command, at)
-            return
-        # A child of the processor span that wrote the command (its traceparent is in the row); the
-        # client's request span, and the traceparent header the API receives, are children of this one.
-        parent = tracing.extract({tracing.TRACEPARENT: command.traceparent}) if command.traceparent else None
-        with self._tracer.start_as_current_span(f"dispatch {command.kind}", context=parent, attributes={
-            "hookstream.processor": self.processor, "hookstream.command": command.kind,
-            "hookstream.attempt": command.attempts, "hookstream.idempotency_key": command.idempotency_key,
-        }):
-            self._send_one(command, at)
+    # --- the sender's loop ----------------------------------------------------------------------
+    def _start_sends(self, sends: list[tuple[OutboxCommand, float]]) -> None:
+        if self._wire is None:
+            self._wire = asyncio.Semaphore(self.concurrency)
+        for command, at in sends:
+            task = self._loop.create_task(self._send(command, at))
+            self._tasks.add(task)
+            self._waiting[command.id] = task
+            task.add_done_callback(self._tasks.discard)
 
-    def _send_one(self, command: OutboxCommand, at: float) -> None:
+    async def _send(self, command: OutboxCommand, at: float) -> None:
+        assert self._wire is not None
         try:
             wait = at - self._clock()
             if wait > 0:
-                time.sleep(wait)
-            elif -wait > self.late_s:
-                # Its send time passed while it waited for a sender (requests slower than usual): sent now it
-                # would bunch with the next ones over the platform's limit. Given back, it gets a new time.
-                self._finish_later(command, RELEASED)
-                return
-            if command.deadline is not None and self._clock() >= command.deadline:
-                self._finish_later(command, "expired", "deadline passed before sending")
-                return
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                send(self._client, command)
-            except Exception as exc:  # noqa: BLE001 — every failure is classified
-                self._failed(command, classify_error(exc))
-                return
-            self._finish_later(command, "sent")
+                await asyncio.sleep(wait)
+            ready = at if wait <= 0 else self._clock()  # due since: its send time, or when its sleep ended
+            async with self._wire:
+                self._waiting.pop(command.id, None)
+                if self._clock() - ready > self.late_s:
+                    # Its send time passed while it waited for a place on the wire (requests slower than usual):
+                    # sent now it would bunch with the next ones over the platform's limit. Given back, it gets a
+                    # new time.
+                    self._finish_later(command, RELEASED)
+                    return
+                if command.deadline is not None and self._clock() >= command.deadline:
+                    self._finish_later(command, "expired", "deadline passed before sending")
+                    return
+                if self._tracer is None:
+                    await self._send_one(command)
+                    return
+                # A child of the processor span that wrote the command (its traceparent is in the row); the
+                # client's request span, and the traceparent header the API receives, are children of this one.
+                parent = tracing.extract({tracing.TRACEPARENT: command.traceparent}) if command.traceparent else None
+                with self._tracer.start_as_current_span(f"dispatch {command.kind}", context=parent, attributes={
+                    "hookstream.processor": self.processor, "hookstream.command": command.kind,
+                    "hookstream.attempt": command.attempts, "hookstream.idempotency_key": command.idempotency_key,
+                }):
+                    await self._send_one(command)
+        except asyncio.CancelledError:
+            self._finish_later(command, RELEASED)  # stopping before it was on the wire: given back unsent
         except Exception as exc:  # noqa: BLE001 — never lose the slot; the lease brings the command back
             self.log.error("dispatch.send_crashed", error=repr(exc)[:300], **self._fields(command))
         finally:
+            self._waiting.pop(command.id, None)
             self._slots.release()
             self._wake.set()
 
-    def _failed(self, command: OutboxCommand, failure: Failure) -> None:
+    async def _send_one(self, command: OutboxCommand) -> None:
+        try:
+            if self._client is None:
+                self._client = self._client_factory()
+            await self._client.send(command_request(command.kind, command.args, command.idempotency_key))
+        except Exception as exc:  # noqa: BLE001 — every failure is classified
+            self._finish_later(command, FAILED, failure=classify_error(exc))
+            return
+        self._finish_later(command, "sent")
+
+    # --- failures (the round thread) -------------------------------------------------------------
+    def _failed(self, command: OutboxCommand, failure: Failure, span: dict[str, str]) -> None:
         now = self._clock()
         first = command.first_failed_at if command.first_failed_at is not None else now
         deadline_in = command.deadline - now if command.deadline is not None else None
@@ -319,21 +365,22 @@ class Dispatcher:
             metrics.outbox_commands.labels(self.processor, command.kind, "retried").inc()
             metrics.retries.labels(self.processor, failure.error_type).inc()
             self.log.warning("dispatch.retry_scheduled", delay_s=round(due - now, 3),
-                             retry_after=failure.retry_after, **err, **self._fields(command))
+                             retry_after=failure.retry_after, **span, **err, **self._fields(command))
             return
         if verdict == "expired":
-            self._finish_later(command, "expired", failure.message)
+            self._unsettled.append(_Finished(command, "expired", failure.message, span))
             return
         try:
             dlq_offset = self._dead_letters.send_command(command, failure)
         except Exception as exc:  # noqa: BLE001 — not dead-lettered: try the command again later
-            self.log.error("dispatch.dead_letter_failed", dlq_error=repr(exc)[:300], **err, **self._fields(command))
+            self.log.error("dispatch.dead_letter_failed", dlq_error=repr(exc)[:300], **span, **err,
+                           **self._fields(command))
             self._settle_retry(command, now + self.backoff.delay(1), first, failure)
             return
         self._settle(command, "dead", failure.message)
         metrics.outbox_commands.labels(self.processor, command.kind, "dead_lettered").inc()
         metrics.dead_lettered.labels(self.processor, failure.error_type).inc()
-        self.log.error("dispatch.dead_lettered", dlq_offset=dlq_offset, **err, **self._fields(command))
+        self.log.error("dispatch.dead_lettered", dlq_offset=dlq_offset, **span, **err, **self._fields(command))
 
     # --- recording outcomes ---------------------------------------------------------------------
     def _settle(self, command: OutboxCommand, status: str, error: str | None = None) -> None:

@@ -47,13 +47,13 @@ POSTGRES_LANES = 8  # default lanes on Postgres: docs/benchmarks.md (more lanes,
 
 
 def default_api_factory(settings: Settings) -> Any:
-    """The CryptoMate client the dispatcher sends with, built on its first command.
+    """The CryptoMate client the dispatcher sends with (`await client.send(request)`), built on its first command.
 
     One attempt per call (the dispatcher owns retries) and no per-process pacing: the dispatchers
     sharing the API key pace themselves through the ledger.
     """
-    return importlib.import_module("hookstream.api").CryptoMateClient.from_settings(
-        settings, rate_limit_per_s=1e9)
+    return importlib.import_module("hookstream.api.aio").AsyncCryptoMateClient.from_settings(
+        settings, max_connections=settings.dispatch_concurrency)
 
 
 def group_id(processor: str, settings: Settings) -> str:

@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,21 @@ def callbacks(base: str) -> dict[str, float]:
         code = (call.get("body") or {}).get("code")
         if code is not None and code not in out:
             out[code] = datetime.fromisoformat(call["at"]).timestamp()
+    return out
+
+
+def decisions(url: str) -> dict[str, float]:
+    """code → epoch seconds at which the processor wrote the answer into its outbox (its decision)."""
+    ledger = Ledger(url)
+    try:
+        with ledger.engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT payload, created_at FROM outbox").all()
+    finally:
+        ledger.close()
+    out = {}
+    for payload, created in rows:
+        at = created if isinstance(created, datetime) else datetime.fromisoformat(str(created))
+        out[str(json.loads(payload)["code"])] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
     return out
 
 
@@ -180,6 +195,7 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
                     for o in ("ok", "duplicate", "expired", "retried", "dead_lettered")}
         accepted = sum(1 for r in httpx.get(f"{base}/_sandbox/3ds-responses", timeout=120).json()
                        if r["outcome"] == "ACCEPTED")
+        decided = decisions(url) if args.timeline else {}
     finally:
         procs.stop_all()
 
@@ -190,6 +206,19 @@ def run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             missing += 1
         else:
             latencies.append(got - sent_at)
+    if args.timeline:
+        print("send second: answers; p50 / max ms, sent → decided (outbox row written) and sent → answer received")
+        start = min(result.sent_at)
+        by_second: dict[int, list[tuple[float, float]]] = {}
+        for body, sent_at in zip(load, result.sent_at, strict=True):
+            code = code_of(body)
+            if (got := received.get(code)) is not None:
+                by_second.setdefault(int(sent_at - start), []).append(
+                    (decided.get(code, math.nan) - sent_at, got - sent_at))
+        for second, pairs in sorted(by_second.items()):
+            d, a = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+            print(f"  {second:3d}: {len(pairs):5d}  {d[len(d) // 2] * 1000:9.1f} / {d[-1] * 1000:9.1f}"
+                  f"   {a[len(a) // 2] * 1000:9.1f} / {a[-1] * 1000:9.1f}")
     wall = (max(received.values()) - min(result.sent_at)) if received else math.nan
     merged_before: dict[Any, float] = {}
     merged_after: dict[Any, float] = {}
@@ -264,6 +293,7 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=90.0, help="Wait at most this for the backlog.")
     parser.add_argument("--bootstrap", default=os.environ.get("HOOKSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     parser.add_argument("--no-write", action="store_true", help="Print only; do not touch docs/benchmarks.md.")
+    parser.add_argument("--timeline", action="store_true", help="Also print the latency per second of sending.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hookstream-bench-e2e-"))
     try:
